@@ -1,0 +1,49 @@
+//! Settings the services need, already resolved from flags, environment and file.
+
+use chrono::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Public base URL with a trailing slash, e.g. `http://localhost:8103/`.
+    pub base_url: String,
+    /// The `iss` of every token; Medplum uses the base URL.
+    pub issuer: String,
+    /// Refuse PKCE `plain` everywhere. Off by default because `@medplum/core` under Node.js
+    /// cannot compute S256 and falls back to `plain`.
+    pub require_pkce_s256: bool,
+    /// How long an authorization code can be redeemed (RFC 6749 §4.1.2 recommends ≤ 10 min).
+    pub code_lifetime: Duration,
+    /// Refreshes with the previous refresh secret inside this window get the current pair
+    /// instead of revoking the login, so concurrent refreshes by one client do not log it out.
+    pub refresh_grace: Duration,
+    pub default_access_token_lifetime: Duration,
+    pub default_refresh_token_lifetime: Duration,
+    /// Concurrent password hashing jobs; hashing is CPU-bound, so about one per core.
+    pub password_hash_workers: usize,
+}
+
+impl ServiceConfig {
+    pub fn new(base_url: &str) -> Self {
+        let base_url = if base_url.ends_with('/') {
+            base_url.to_string()
+        } else {
+            format!("{base_url}/")
+        };
+        Self {
+            issuer: base_url.clone(),
+            base_url,
+            require_pkce_s256: false,
+            code_lifetime: Duration::minutes(5),
+            refresh_grace: Duration::seconds(10),
+            default_access_token_lifetime: Duration::hours(1),
+            default_refresh_token_lifetime: Duration::weeks(2),
+            password_hash_workers: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(2),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path.trim_start_matches('/'))
+    }
+}

@@ -1,0 +1,84 @@
+//! medgate's flows: sign-in, tokens, registration, bootstrap and the FHIR resources the
+//! authentication API owns. Nothing here knows about HTTP; handlers call one function each
+//! and map [`ServiceError`] to the wire format of their route.
+
+pub mod authorize;
+pub mod bootstrap;
+pub mod client_auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod grants;
+pub mod keys;
+pub mod login;
+pub mod password;
+pub mod pkce;
+pub mod random;
+pub mod repo;
+pub mod secret;
+pub mod session;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use medgate_fhir::resources::JsonWebKey;
+use medgate_fhir::search::SearchRequest;
+use medgate_store::Store;
+
+pub use config::ServiceConfig;
+pub use error::{OAuthErrorCode, ServiceError, ServiceResult};
+pub use secret::Secret;
+
+use clock::Clock;
+use keys::KeyRing;
+use password::PasswordHasher;
+use random::Random;
+use repo::Repo;
+
+/// Everything a flow needs: settings, the store behind typed access, keys and the
+/// password-hashing pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<ServiceConfig>,
+    pub repo: Repo,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasher,
+}
+
+impl Services {
+    pub fn new(
+        config: ServiceConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        let passwords = PasswordHasher::new(config.password_hash_workers, random.clone());
+        Self {
+            config: Arc::new(config),
+            repo: Repo {
+                store,
+                clock,
+                random,
+            },
+            keys: KeyRing::default(),
+            passwords,
+        }
+    }
+
+    /// Loads the active signing keys from the store into memory.
+    pub async fn load_keys(&self) -> ServiceResult<()> {
+        let request = SearchRequest::new("JsonWebKey")
+            .filter("active", "true")
+            .count(100);
+        let keys: Vec<JsonWebKey> = self.repo.search(&request, None).await?;
+        self.keys.replace(&keys)
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.repo.clock.now()
+    }
+
+    pub fn random(&self) -> &dyn Random {
+        self.repo.random.as_ref()
+    }
+}

@@ -1,0 +1,97 @@
+//! Persistence for medgate: the [`Store`] trait and its SQLite and PostgreSQL implementations.
+//!
+//! The store keeps FHIR resources as JSON with every version, and a table of search values
+//! extracted at write time. It assigns nothing itself: ids, `meta.versionId` and
+//! `meta.lastUpdated` come from the caller, which owns the clock and the random source.
+
+mod error;
+mod postgres;
+mod sql;
+mod sql_store;
+mod sqlite;
+
+use async_trait::async_trait;
+use medgate_fhir::search::SearchRequest;
+use serde_json::Value;
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One write of an atomic batch (see [`Store::write`]).
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Inserts a new resource. Its `id`, `meta.versionId` and `meta.lastUpdated` must be set.
+    Create(Value),
+    /// Replaces the current version. With `expected_version`, the write happens only if the
+    /// stored version still has that id (optimistic concurrency); otherwise the batch fails
+    /// with [`StoreError::VersionConflict`].
+    Update {
+        resource: Value,
+        expected_version: Option<String>,
+    },
+    /// Marks the resource deleted, keeping a deletion entry in its history. The batch fails
+    /// with [`StoreError::NotFound`] for an unknown resource and [`StoreError::Gone`] for one
+    /// already deleted.
+    Delete {
+        resource_type: String,
+        id: String,
+        version_id: String,
+        last_updated: String,
+    },
+    /// Records that a one-time action happened. The batch fails with
+    /// [`StoreError::AlreadyClaimed`] when another batch claimed the same name first, even
+    /// when both run at the same moment on different server processes.
+    Claim { name: String, at: String },
+}
+
+/// A search restricted to one project, or to none for server-wide look-ups.
+#[derive(Debug, Clone)]
+pub struct SearchScope<'a> {
+    pub request: &'a SearchRequest,
+    pub project_id: Option<&'a str>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads the current version; [`StoreError::NotFound`] or [`StoreError::Gone`] otherwise.
+    async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Value>;
+
+    /// Reads one version by its `meta.versionId`.
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: &str,
+    ) -> StoreResult<Value>;
+
+    /// Every version of a resource, the most recently written first, whatever their
+    /// `meta.lastUpdated`. Deletion entries are omitted.
+    async fn history(&self, resource_type: &str, id: &str) -> StoreResult<Vec<Value>>;
+
+    /// Current, non-deleted resources matching every filter, oldest first.
+    async fn search(&self, scope: SearchScope<'_>) -> StoreResult<Vec<Value>>;
+
+    /// Applies every operation in one transaction: all of them happen, or none.
+    async fn write(&self, batch: Vec<WriteOp>) -> StoreResult<()>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens the store named by a `sqlite://…` or `postgres://…` URL and applies pending migrations.
+pub async fn connect(database_url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if database_url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(database_url).await?))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(
+            PostgresStore::open(database_url, None).await?,
+        ))
+    } else {
+        Err(StoreError::InvalidUrl(
+            "the database URL must start with sqlite:// or postgres://".to_string(),
+        ))
+    }
+}

@@ -1,0 +1,130 @@
+//! Server settings from command-line flags, environment variables and an optional JSON
+//! config file, in that order of precedence, then built-in defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags shared by every command. Each can also come from the environment variable named in
+/// its help, or from the config file under the key in its doc comment.
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// TCP port to listen on [default: 8103] (config key `port`)
+    #[arg(long, env = "MEDGATE_PORT", global = true)]
+    pub port: Option<u16>,
+
+    /// Address to listen on [default: 127.0.0.1] (config key `bind`)
+    #[arg(long, env = "MEDGATE_BIND", global = true)]
+    pub bind: Option<String>,
+
+    /// Public base URL, used as the token issuer and in discovery documents
+    /// [default: http://localhost:<port>/] (config key `baseUrl`)
+    #[arg(long, env = "MEDGATE_BASE_URL", global = true)]
+    pub base_url: Option<String>,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB
+    /// [default: sqlite://<data-dir>/medgate.db] (config key `databaseUrl`)
+    #[arg(long, env = "MEDGATE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded database and other local files [default: ./data]
+    /// (config key `dataDir`)
+    #[arg(long, env = "MEDGATE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log line format [default: text] (config key `logFormat`)
+    #[arg(long, env = "MEDGATE_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+
+    /// Optional JSON config file with the keys named above
+    #[arg(long, env = "MEDGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Refuse PKCE `plain` and accept only S256 (config key `requirePkceS256`)
+    #[arg(long, env = "MEDGATE_REQUIRE_PKCE_S256", global = true)]
+    pub require_pkce_s256: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileSettings {
+    port: Option<u16>,
+    bind: Option<String>,
+    base_url: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    require_pkce_s256: Option<bool>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub bind: String,
+    pub base_url: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub require_pkce_s256: bool,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl SettingsArgs {
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let port = self.port.or(file.port).unwrap_or(8103);
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = self
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}/medgate.db", data_dir.display()));
+        let base_url = self
+            .base_url
+            .or(file.base_url)
+            .unwrap_or_else(|| format!("http://localhost:{port}/"));
+        if url::Url::parse(&base_url).is_err()
+            || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            bail!("invalid base URL {base_url:?}: it must be an absolute http:// or https:// URL");
+        }
+        Ok(Settings {
+            port,
+            bind: self
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| "127.0.0.1".to_string()),
+            base_url,
+            database_url,
+            data_dir,
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            require_pkce_s256: self
+                .require_pkce_s256
+                .or(file.require_pkce_s256)
+                .unwrap_or(false),
+        })
+    }
+}
