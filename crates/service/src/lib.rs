@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod bootstrap;
 pub mod client_auth;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -1,0 +1,157 @@
+//! A medgate server for HTTP tests: a fresh SQLite database in a temporary directory, a
+//! manual clock, and a listener on 127.0.0.1 with a port the OS picks.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use medgate_fhir::resources::ClientApplication;
+use medgate_server::AppState;
+use medgate_service::clock::ManualClock;
+use medgate_service::random::OsRandom;
+use medgate_service::repo::WriteContext;
+use medgate_service::{Secret, ServiceConfig, Services};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "violet-Lantern-47-orbit";
+/// A valid PKCE verifier and its S256 challenge (RFC 7636 Appendix B).
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+pub struct TestServer {
+    pub base_url: String,
+    pub services: Services,
+    pub clock: Arc<ManualClock>,
+    /// Follows no redirects, so tests can read `Location`.
+    pub http: reqwest::Client,
+    pub admin_project_id: String,
+    _data: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Decodes a JWT's claims without checking the signature, to look at them.
+pub fn claims(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("JWT has claims");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut ServiceConfig)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}/medgate.db", data.path().display());
+        let store = medgate_store::connect(&database_url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/", listener.local_addr().unwrap());
+        let mut config = ServiceConfig::new(&base_url);
+        config.password_hash_workers = 2;
+        configure(&mut config);
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let services = Services::new(config, store, clock.clone(), Arc::new(OsRandom::new()));
+        services.bootstrap(ADMIN_EMAIL, Some(Secret::from(ADMIN_PASSWORD))).await.unwrap();
+        services.load_keys().await.unwrap();
+        let (shutdown, receiver) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState { services: services.clone() };
+        tokio::spawn(medgate_server::serve(listener, state, async {
+            let _ = receiver.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let admin_project_id = Self::super_admin_project(&services).await;
+        Self {
+            base_url,
+            services,
+            clock,
+            http,
+            admin_project_id,
+            _data: data,
+            _shutdown: shutdown,
+        }
+    }
+
+    async fn super_admin_project(services: &Services) -> String {
+        let user = services.find_user_by_email(ADMIN_EMAIL, None).await.unwrap().unwrap();
+        let login = medgate_fhir::resources::Login {
+            user: medgate_fhir::Reference::new("User", &user.id),
+            ..Default::default()
+        };
+        let memberships = services.memberships_for_login(&login).await.unwrap();
+        memberships[0].project.id().unwrap().to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url(path)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(self.url(path)).form(form).send().await.unwrap()
+    }
+
+    /// `POST /auth/login` as the admin with an S256 challenge; returns the JSON body.
+    pub async fn login_admin(&self, extra: Value) -> Value {
+        let mut body = json!({
+            "email": ADMIN_EMAIL,
+            "password": ADMIN_PASSWORD,
+            "codeChallenge": CHALLENGE,
+            "codeChallengeMethod": "S256",
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            for (key, value) in extra {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+        let response = self.post_json("auth/login", body).await;
+        assert_eq!(response.status(), 200, "login failed");
+        response.json().await.unwrap()
+    }
+
+    /// Signs the admin in and redeems the code; returns the token response.
+    pub async fn admin_tokens(&self, scope: &str) -> Value {
+        let login = self.login_admin(json!({"scope": scope})).await;
+        let code = login["code"].as_str().expect("login returned a code").to_string();
+        let response = self
+            .post_form(
+                "oauth2/token",
+                &[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", VERIFIER)],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "code redemption failed");
+        response.json().await.unwrap()
+    }
+
+    pub async fn admin_access_token(&self) -> String {
+        self.admin_tokens("openid").await["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a client in the admin's project directly through the service layer.
+    pub async fn create_client(&self, client: ClientApplication) -> (ClientApplication, String) {
+        let created = self
+            .services
+            .create_client(client, &WriteContext::system(Some(&self.admin_project_id)))
+            .await
+            .unwrap();
+        (created.client, created.secret.expose().clone())
+    }
+}
