@@ -229,11 +229,22 @@ impl Services {
     /// The profile choice of the sign-in page; the browser must present the login's cookie.
     pub async fn choose_profile_in_browser(
         &self,
+        request: &ValidAuthorizeRequest,
         login_id: &str,
         membership_id: &str,
         browser_secret: Option<&Secret<String>>,
     ) -> ServiceResult<Secret<String>> {
         let login = self.read_login(login_id).await?;
+
+        // the login must come from this very authorization request: same client and redirect URI.
+        let same_client = login.client.as_ref().and_then(|client| client.id())
+            == Some(request.client.id.as_str());
+        if !same_client || login.redirect_uri.as_deref() != Some(request.redirect_uri.as_str()) {
+            return Err(ServiceError::invalid(
+                "This sign-in belongs to another application; please sign in again",
+            ));
+        }
+
         let bound = match (&login.cookie_hash, browser_secret) {
             (Some(hash), Some(secret)) => aws_lc_rs::constant_time::verify_slices_are_equal(
                 hash.as_bytes(),
@@ -242,6 +253,8 @@ impl Services {
             .is_ok(),
             _ => false,
         };
+
+        // browser: only the browser that entered the password may finish the sign-in.
         if !bound {
             return Err(ServiceError::invalid(
                 "This sign-in was started in another browser; please sign in again",

@@ -511,7 +511,7 @@ impl Services {
         }
         login.revoked = Some(true);
         // A concurrent change to the login must not undo the revocation: retry on conflict.
-        for _ in 0..5 {
+        for _ in 0..10 {
             match self.repo.update(&login, &WriteContext::system(None)).await {
                 Ok(_) => {
                     info!(login_id = %login.id, "login revoked");
@@ -519,6 +519,9 @@ impl Services {
                 }
                 Err(ServiceError::PreconditionFailed) => {
                     login = self.repo.read(&login.id).await?;
+                    if login.is_revoked() {
+                        return Ok(());
+                    }
                     login.revoked = Some(true);
                 }
                 Err(error) => return Err(error),

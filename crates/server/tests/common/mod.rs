@@ -35,7 +35,9 @@ pub struct TestServer {
 }
 
 pub fn start_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub fn s256(verifier: &str) -> String {
@@ -64,10 +66,15 @@ impl TestServer {
         configure(&mut config);
         let clock = Arc::new(ManualClock::new(start_time()));
         let services = Services::new(config, store, clock.clone(), Arc::new(OsRandom::new()));
-        services.bootstrap(ADMIN_EMAIL, Some(Secret::from(ADMIN_PASSWORD))).await.unwrap();
+        services
+            .bootstrap(ADMIN_EMAIL, Some(Secret::from(ADMIN_PASSWORD)))
+            .await
+            .unwrap();
         services.load_keys().await.unwrap();
         let (shutdown, receiver) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState { services: services.clone() };
+        let state = AppState {
+            services: services.clone(),
+        };
         tokio::spawn(medgate_server::serve(listener, state, async {
             let _ = receiver.await;
         }));
@@ -88,7 +95,11 @@ impl TestServer {
     }
 
     async fn super_admin_project(services: &Services) -> String {
-        let user = services.find_user_by_email(ADMIN_EMAIL, None).await.unwrap().unwrap();
+        let user = services
+            .find_user_by_email(ADMIN_EMAIL, None)
+            .await
+            .unwrap()
+            .unwrap();
         let login = medgate_fhir::resources::Login {
             user: medgate_fhir::Reference::new("User", &user.id),
             ..Default::default()
@@ -102,11 +113,21 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.post(self.url(path)).json(&body).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(self.url(path)).form(form).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `POST /auth/login` as the admin with an S256 challenge; returns the JSON body.
@@ -130,11 +151,18 @@ impl TestServer {
     /// Signs the admin in and redeems the code; returns the token response.
     pub async fn admin_tokens(&self, scope: &str) -> Value {
         let login = self.login_admin(json!({"scope": scope})).await;
-        let code = login["code"].as_str().expect("login returned a code").to_string();
+        let code = login["code"]
+            .as_str()
+            .expect("login returned a code")
+            .to_string();
         let response = self
             .post_form(
                 "oauth2/token",
-                &[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", VERIFIER)],
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("code_verifier", VERIFIER),
+                ],
             )
             .await;
         assert_eq!(response.status(), 200, "code redemption failed");
@@ -142,7 +170,10 @@ impl TestServer {
     }
 
     pub async fn admin_access_token(&self) -> String {
-        self.admin_tokens("openid").await["access_token"].as_str().unwrap().to_string()
+        self.admin_tokens("openid").await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Creates a client in the admin's project directly through the service layer.
@@ -153,5 +184,131 @@ impl TestServer {
             .await
             .unwrap();
         (created.client, created.secret.expose().clone())
+    }
+}
+
+/// A user created for a test, with one membership in a project of its own.
+pub struct Member {
+    pub email: String,
+    pub password: String,
+    pub user_id: String,
+    pub project_id: String,
+    pub membership_id: String,
+    pub profile: String,
+}
+
+impl TestServer {
+    /// Creates a project (not super admin) with a server-scoped user who is a Practitioner
+    /// member of it.
+    pub async fn create_member(&self, email: &str, admin: bool) -> Member {
+        use medgate_fhir::resources::{Project, User};
+
+        let password = "plum-Harbor-93-quartz".to_string();
+        let project = Project {
+            name: Some(format!("Project of {email}")),
+            ..Default::default()
+        };
+        let project = self
+            .services
+            .repo
+            .create(&project, &WriteContext::system(None))
+            .await
+            .unwrap();
+        let user = User {
+            first_name: Some("Test".to_string()),
+            last_name: Some("User".to_string()),
+            email: Some(email.to_lowercase()),
+            password_hash: Some(
+                self.services
+                    .passwords
+                    .hash(&Secret::new(password.clone()))
+                    .await
+                    .unwrap(),
+            ),
+            ..Default::default()
+        };
+        let user = self
+            .services
+            .repo
+            .create(&user, &WriteContext::system(None))
+            .await
+            .unwrap();
+        let membership = self.add_membership(&user.id, &project.id, admin).await;
+        Member {
+            email: email.to_string(),
+            password,
+            user_id: user.id,
+            project_id: project.id,
+            membership_id: membership.0,
+            profile: membership.1,
+        }
+    }
+
+    /// Adds a Practitioner membership for a user to a project; returns its id and profile.
+    pub async fn add_membership(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        admin: bool,
+    ) -> (String, String) {
+        use medgate_fhir::Reference;
+        use medgate_fhir::resources::ProjectMembership;
+
+        let context = WriteContext::system(Some(project_id));
+        let practitioner = self
+            .services
+            .repo
+            .prepare_create(json!({"resourceType": "Practitioner", "name": [{"given": ["Test"], "family": "User"}]}), &context)
+            .unwrap();
+        let practitioner_id = practitioner["id"].as_str().unwrap().to_string();
+        self.services
+            .repo
+            .store
+            .write(vec![medgate_store::WriteOp::Create(practitioner)])
+            .await
+            .unwrap();
+        let membership = ProjectMembership {
+            project: Reference::new("Project", project_id),
+            user: Reference::new("User", user_id),
+            profile: Reference::new("Practitioner", &practitioner_id),
+            admin: admin.then_some(true),
+            ..Default::default()
+        };
+        let membership = self
+            .services
+            .repo
+            .create(&membership, &context)
+            .await
+            .unwrap();
+        (membership.id, format!("Practitioner/{practitioner_id}"))
+    }
+
+    /// Signs a member in with the given scope and S256 PKCE, redeems the code, returns tokens.
+    pub async fn member_tokens(&self, member: &Member, scope: &str) -> Value {
+        let response = self
+            .post_json(
+                "auth/login",
+                json!({"email": member.email, "password": member.password, "scope": scope,
+                    "codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "member login failed");
+        let login: Value = response.json().await.unwrap();
+        let code = login["code"]
+            .as_str()
+            .expect("single membership gives a code")
+            .to_string();
+        let response = self
+            .post_form(
+                "oauth2/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("code_verifier", VERIFIER),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "code redemption failed");
+        response.json().await.unwrap()
     }
 }

@@ -319,7 +319,7 @@ pub async fn choose_profile(
     let secret = browser_secret(&headers);
     match state
         .services
-        .choose_profile_in_browser(&form.login, &form.membership, secret.as_ref())
+        .choose_profile_in_browser(&valid, &form.login, &form.membership, secret.as_ref())
         .await
     {
         Ok(code) => {
