@@ -1,0 +1,161 @@
+//! Logs must never contain a secret. This runs sign-ins and grants at debug level with
+//! known secrets, captures every log line, and searches them.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{TestServer, VERIFIER};
+use medgate_fhir::resources::ClientApplication;
+use serde_json::{Value, json};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs() {
+    let capture = Capture::default();
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .init();
+
+    let server = TestServer::start().await;
+    let member = server.create_member("logs@example.com", false).await;
+    let mut secrets: Vec<String> = vec![
+        member.password.clone(),
+        common::ADMIN_PASSWORD.to_string(),
+        VERIFIER.to_string(),
+    ];
+
+    // A failed and a successful password sign-in, and the code redemption.
+    let wrong = "wrong-Password-123";
+    secrets.push(wrong.to_string());
+    server
+        .post_json(
+            "auth/login",
+            json!({"email": member.email, "password": wrong}),
+        )
+        .await;
+    let login: Value = server
+        .post_json(
+            "auth/login",
+            json!({"email": member.email, "password": member.password, "scope": "openid offline",
+                "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = login["code"].as_str().unwrap().to_string();
+    secrets.push(code.clone());
+    let tokens: Value = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
+    secrets.push(tokens["access_token"].as_str().unwrap().to_string());
+    secrets.push(refresh_token.clone());
+
+    // A refresh, and its replay after the grace period.
+    let refreshed: Value = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    secrets.push(refreshed["access_token"].as_str().unwrap().to_string());
+    secrets.push(refreshed["refresh_token"].as_str().unwrap().to_string());
+
+    // Client credentials with a right and a wrong secret.
+    let (client, client_secret) = server.create_client(ClientApplication::default()).await;
+    secrets.push(client_secret.clone());
+    let granted: Value = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client.id),
+                ("client_secret", &client_secret),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    secrets.push(granted["access_token"].as_str().unwrap().to_string());
+    let wrong_secret = "f".repeat(64);
+    secrets.push(wrong_secret.clone());
+    server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client.id),
+                ("client_secret", &wrong_secret),
+            ],
+        )
+        .await;
+
+    // The authorization code also travels in a redirect's query string.
+    server
+        .http
+        .get(server.url(&format!(
+            "oauth2/authorize?client_id=x&redirect_uri=y&code={code}"
+        )))
+        .send()
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("request finished"), "logs were captured");
+    assert!(
+        logs.contains("client signed in with client credentials"),
+        "flow logs were captured"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appeared in the logs: {secret}"
+        );
+    }
+}
