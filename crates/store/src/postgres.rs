@@ -23,9 +23,17 @@ impl PostgresStore {
                 .max_connections(1)
                 .connect_with(options.clone())
                 .await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            // IF NOT EXISTS is not atomic: a process creating the same schema at the same
+            // moment can still make this fail with a unique violation, which means it exists.
+            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
                 .execute(&bootstrap)
-                .await?;
+                .await;
+            match created {
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
+                other => {
+                    other?;
+                }
+            }
             bootstrap.close().await;
             options = options.options([("search_path", escape_startup_option(&quoted))]);
         }
