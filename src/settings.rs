@@ -128,3 +128,74 @@ impl SettingsArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<Settings> {
+        TestCli::try_parse_from(std::iter::once("medgate").chain(args.iter().copied()))?
+            .settings
+            .resolve()
+    }
+
+    // One test owns the process environment, so the cases run in order.
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(
+            &file,
+            r#"{"port": 9200, "bind": "0.0.0.0", "logFormat": "json"}"#,
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+
+        let settings = resolve(&[]).unwrap();
+        assert_eq!(settings.port, 8103);
+        assert_eq!(settings.bind, "127.0.0.1");
+        assert_eq!(settings.base_url, "http://localhost:8103/");
+        assert_eq!(settings.database_url, "sqlite://./data/medgate.db");
+
+        let settings = resolve(&["--config", file]).unwrap();
+        assert_eq!(settings.port, 9200);
+        assert_eq!(settings.bind, "0.0.0.0");
+        assert_eq!(settings.log_format, LogFormat::Json);
+
+        // SAFETY: no other test in this binary reads or writes the environment.
+        unsafe { std::env::set_var("MEDGATE_PORT", "9000") };
+        let from_environment = resolve(&["--config", file]).map(|settings| settings.port);
+        let from_flag =
+            resolve(&["--config", file, "--port", "9100"]).map(|settings| settings.port);
+        unsafe { std::env::remove_var("MEDGATE_PORT") };
+        assert_eq!(from_environment.unwrap(), 9000);
+        assert_eq!(from_flag.unwrap(), 9100);
+    }
+
+    #[test]
+    fn config_file_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, r#"{"prot": 1}"#).unwrap();
+        let error = resolve(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("unknown field `prot`"),
+            "{error:#}"
+        );
+        let error = resolve(&["--config", "/no/such/file.json"]).unwrap_err();
+        assert!(error.to_string().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn base_url_must_be_http() {
+        assert!(resolve(&["--base-url", "ftp://example.com/"]).is_err());
+    }
+}
