@@ -89,6 +89,7 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
 async fn bootstrap(services: &Services) -> anyhow::Result<()> {
     let email =
         std::env::var("MEDGATE_ADMIN_EMAIL").unwrap_or_else(|_| "admin@example.com".to_string());
+    let email = email.trim().to_lowercase();
     let password = std::env::var("MEDGATE_ADMIN_PASSWORD")
         .ok()
         .map(Secret::new);
