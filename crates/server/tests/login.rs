@@ -388,3 +388,83 @@ async fn bcrypt_hash_is_replaced_on_sign_in() {
     .await;
     assert_eq!(status, 200, "the new hash verifies the same password");
 }
+
+#[tokio::test]
+async fn project_scoped_user_wins_in_its_project() {
+    let server = TestServer::start().await;
+    // A server-scoped user with a membership in project Q.
+    let server_scoped = server.create_member("shared@example.com", false).await;
+    // A project-scoped user with the same email, member of project P.
+    let project_p = server.create_member("owner-p@example.com", false).await;
+    let password = "fern-Compass-58-ember";
+    let user = User {
+        email: Some("shared@example.com".into()),
+        project: Some(medgate_fhir::Reference::new(
+            "Project",
+            &project_p.project_id,
+        )),
+        password_hash: Some(
+            server
+                .services
+                .passwords
+                .hash(&medgate_service::Secret::from(password))
+                .await
+                .unwrap(),
+        ),
+        ..Default::default()
+    };
+    let user = server
+        .services
+        .repo
+        .create(&user, &WriteContext::system(Some(&project_p.project_id)))
+        .await
+        .unwrap();
+    let (scoped_membership, _) = server
+        .add_membership(&user.id, &project_p.project_id, false)
+        .await;
+
+    let (status, login) = post(
+        &server,
+        "auth/login",
+        json!({"email": "Shared@Example.com", "password": password, "projectId": project_p.project_id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let login = server
+        .services
+        .read_login(login["login"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(login.user.reference, format!("User/{}", user.id));
+    assert_eq!(
+        login.membership.unwrap().reference,
+        format!("ProjectMembership/{scoped_membership}")
+    );
+
+    // Without a project, the server-scoped user is the one found.
+    let (status, login) = post(
+        &server,
+        "auth/login",
+        json!({"email": "shared@example.com", "password": server_scoped.password}),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let login = server
+        .services
+        .read_login(login["login"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        login.user.reference,
+        format!("User/{}", server_scoped.user_id)
+    );
+
+    // The project-scoped password does not open the server-scoped account.
+    let (status, _) = post(
+        &server,
+        "auth/login",
+        json!({"email": "shared@example.com", "password": password}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -130,7 +130,7 @@ impl Services {
                 (user, needs_rehash)
             }
             _ => {
-                // Unknown account and wrong password get the same answer in the same time.
+                // An unknown account and a wrong password get the same response in the same time.
                 warn!("password sign-in failed");
                 return Err(ServiceError::invalid_field(
                     "Email or password is invalid",
@@ -218,8 +218,8 @@ impl Services {
         }
     }
 
-    /// The memberships a login may choose from: the user's, restricted to the login's project
-    /// and profile type when it has them.
+    /// Lists the memberships a login may choose from: the user's, restricted to the login's
+    /// project and profile type when it has them.
     pub async fn memberships_for_login(
         &self,
         login: &Login,
@@ -242,8 +242,8 @@ impl Services {
             .collect())
     }
 
-    /// Finds a user by email with Medplum's scoping rule: inside a project, a user scoped to
-    /// that project wins; otherwise the server-scoped user with that email.
+    /// Finds a user by email with Medplum's scoping rule. Inside a project, a user scoped to
+    /// that project wins. Otherwise it is the server-scoped user with that email.
     pub async fn find_user_by_email(
         &self,
         email: &str,
@@ -403,8 +403,8 @@ impl Services {
         code
     }
 
-    /// Writes a login, failing with `Login revoked`/`Login granted`-style errors when another
-    /// request changed it in between (the write is conditional on the version read).
+    /// Writes a login only if no other request changed it since it was read, and otherwise
+    /// fails with a 400 that asks the client to retry.
     async fn update_login(&self, login: &Login) -> ServiceResult<Login> {
         match self.repo.update(login, &WriteContext::system(None)).await {
             Err(ServiceError::PreconditionFailed) => {
@@ -474,8 +474,8 @@ impl Services {
         })
     }
 
-    /// `GET /auth/login/:login`: where a partial login stands. A complete login gets a new
-    /// code, replacing the previous one.
+    /// `GET /auth/login/:login`: reports the state of a partial login. A complete login gets a
+    /// new code, which replaces the previous one.
     pub async fn login_status(&self, login_id: &str) -> ServiceResult<LoginResponse> {
         if !is_uuid(login_id) {
             return Err(ServiceError::invalid_field("Login ID is required", "login"));
