@@ -70,18 +70,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             ));
         }
         let bytes = read_body(request, state).await?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&bytes)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
     }
 }
 
 /// Parses JSON, describing a failure in terms a client developer can act on.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OutcomeError> {
     serde_json::from_slice(bytes).map_err(|error| {
         let message = match error.classify() {
             serde_json::error::Category::Data => format!("Invalid request body: {error}"),
             _ => format!("Malformed JSON: {error}"),
         };
-        OutcomeError(ServiceError::invalid(message)).into_response()
+        OutcomeError(ServiceError::invalid(message))
     })
 }
 

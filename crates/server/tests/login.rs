@@ -468,3 +468,33 @@ async fn project_scoped_user_wins_in_its_project() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn remember_grants_refresh_token() {
+    let server = TestServer::start().await;
+    let member = server.create_member("remember@example.com", false).await;
+    let (status, login) = post(
+        &server,
+        "auth/login",
+        json!({"email": member.email, "password": member.password, "remember": true,
+            "codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = login["code"].as_str().unwrap();
+    let tokens: Value = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "openid offline_access");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+}

@@ -21,6 +21,14 @@ pub struct ClientWithSecret {
     pub secret: Secret<String>,
 }
 
+/// A client ready to be created: the stored form, its secret, and the writes for the client
+/// and its membership.
+pub struct PreparedClient {
+    pub client: ClientApplication,
+    pub secret: Secret<String>,
+    pub writes: Vec<WriteOp>,
+}
+
 /// Checks the fields a client must get right before it is stored.
 pub fn validate_client(client: &ClientApplication) -> ServiceResult<()> {
     // lifetimes: Medplum's duration syntax, e.g. `60s`, `1h`, `2w`.
@@ -28,7 +36,10 @@ pub fn validate_client(client: &ClientApplication) -> ServiceResult<()> {
         ("accessTokenLifetime", &client.access_token_lifetime),
         ("refreshTokenLifetime", &client.refresh_token_lifetime),
     ] {
-        if value.as_deref().is_some_and(|text| parse_lifetime(text).is_none()) {
+        if value
+            .as_deref()
+            .is_some_and(|text| parse_lifetime(text).is_none())
+        {
             return Err(ServiceError::invalid_field(
                 "Token lifetime must be a valid string representing time duration (eg. 2w, 1h)",
                 field,
@@ -39,7 +50,10 @@ pub fn validate_client(client: &ClientApplication) -> ServiceResult<()> {
     // redirect URIs: absolute URLs, compared character for character at sign-in.
     for uri in client.registered_redirect_uris() {
         if url::Url::parse(uri).is_err() {
-            return Err(ServiceError::invalid_field(format!("Invalid redirect URI: {uri}"), "redirectUris"));
+            return Err(ServiceError::invalid_field(
+                format!("Invalid redirect URI: {uri}"),
+                "redirectUris",
+            ));
         }
     }
     Ok(())
@@ -53,9 +67,29 @@ impl Services {
     /// Creates a client in a project together with the membership it signs in through.
     pub async fn create_client(
         &self,
-        mut client: ClientApplication,
+        client: ClientApplication,
         context: &WriteContext,
     ) -> ServiceResult<ClientWithSecret> {
+        let prepared = self.prepare_client(client, context)?;
+        self.repo.store.write(prepared.writes).await?;
+        info!(
+            client_id = %prepared.client.id,
+            project_id = context.project_id.as_deref().unwrap_or_default(),
+            "created client application"
+        );
+        Ok(ClientWithSecret {
+            client: prepared.client,
+            secret: prepared.secret,
+        })
+    }
+
+    /// Builds the writes that create a client and its membership without running them, so a
+    /// caller can commit them in one batch with other resources.
+    pub fn prepare_client(
+        &self,
+        mut client: ClientApplication,
+        context: &WriteContext,
+    ) -> ServiceResult<PreparedClient> {
         validate_client(&client)?;
         let project_id = context
             .project_id
@@ -65,8 +99,9 @@ impl Services {
         client.secret_hash = Some(sha256_hex(secret.expose()));
         client.retiring_secret_hash = None;
         let client_value = self.repo.prepare_create(client.to_json(), context)?;
-        let client = ClientApplication::from_json(client_value.clone())
-            .map_err(|error| ServiceError::Internal(format!("client did not round-trip: {error}")))?;
+        let client = ClientApplication::from_json(client_value.clone()).map_err(|error| {
+            ServiceError::Internal(format!("client did not round-trip: {error}"))
+        })?;
         let membership = ProjectMembership {
             project: Reference::new("Project", &project_id),
             user: client.reference(),
@@ -74,17 +109,23 @@ impl Services {
             ..Default::default()
         };
         let membership_value = self.repo.prepare_create(membership.to_json(), context)?;
-        self.repo
-            .store
-            .write(vec![WriteOp::Create(client_value), WriteOp::Create(membership_value)])
-            .await?;
-        info!(client_id = %client.id, project_id, "created client application");
-        Ok(ClientWithSecret { client, secret })
+        Ok(PreparedClient {
+            client,
+            secret,
+            writes: vec![
+                WriteOp::Create(client_value),
+                WriteOp::Create(membership_value),
+            ],
+        })
     }
 
     /// Issues a new secret; the previous one keeps working as the retiring secret until the
     /// next rotation, so deployed clients can move over without downtime.
-    pub async fn rotate_client_secret(&self, client_id: &str, context: &WriteContext) -> ServiceResult<ClientWithSecret> {
+    pub async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        context: &WriteContext,
+    ) -> ServiceResult<ClientWithSecret> {
         let mut client: ClientApplication = self.repo.read(client_id).await?;
         let secret = self.new_secret();
         client.retiring_secret_hash = client.secret_hash.take();

@@ -2,6 +2,7 @@
 //! authentication API owns. Nothing here knows about HTTP; handlers call one function each
 //! and map [`ServiceError`] to the wire format of their route.
 
+pub mod account;
 pub mod authorize;
 pub mod bootstrap;
 pub mod client_auth;
@@ -15,10 +16,12 @@ pub mod login;
 pub mod password;
 pub mod pkce;
 pub mod random;
+pub mod registration;
 pub mod repo;
 pub mod secret;
 pub mod session;
 pub mod tokens;
+pub mod userinfo;
 
 use std::sync::Arc;
 

@@ -23,6 +23,7 @@ use crate::pkce;
 use crate::random::{is_uuid, secret_hex, sha256_hex, uuid_v4};
 use crate::repo::WriteContext;
 use crate::secret::Secret;
+use crate::tokens::sign_in_scope;
 
 /// Medplum's sign-in request (`POST /auth/login`).
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct LoginRequest {
     pub code_challenge_method: Option<String>,
     /// The redirect URI of an authorization request; the code will be bound to it.
     pub redirect_uri: Option<String>,
+    /// Medplum's deprecated flag that asks for a refresh token.
+    pub remember: bool,
     pub remote_address: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -115,7 +118,11 @@ impl Services {
 
         let client = self.client_for_login(request.client_id.as_deref()).await?;
         let project_id = resolve_project(client.as_ref(), request.project_id.as_deref())?;
-        self.check_login_pkce(client.as_ref(), &request)?;
+        self.check_login_pkce(
+            client.as_ref(),
+            request.code_challenge.as_deref(),
+            request.code_challenge_method.as_deref(),
+        )?;
 
         let user = self
             .find_user_by_email(&email, project_id.as_deref())
@@ -151,11 +158,7 @@ impl Services {
                 .as_deref()
                 .map(|id| Reference::new("Project", id)),
             profile_type: request.resource_type.clone(),
-            scope: request
-                .scope
-                .clone()
-                .filter(|scope| !scope.is_empty())
-                .unwrap_or_else(|| "openid".to_string()),
+            scope: sign_in_scope(request.scope.as_deref(), request.remember),
             nonce: Some(
                 request
                     .nonce
@@ -283,7 +286,7 @@ impl Services {
         }
     }
 
-    async fn client_for_login(
+    pub(crate) async fn client_for_login(
         &self,
         client_id: Option<&str>,
     ) -> ServiceResult<Option<ClientApplication>> {
@@ -300,41 +303,18 @@ impl Services {
         }
     }
 
-    /// PKCE parameters at sign-in: a method needs a challenge, a challenge needs a known
-    /// method, and the challenge must have RFC 7636's shape. Clients with `pkceOptional`
-    /// skip the check, as in Medplum.
-    fn check_login_pkce(
+    /// Checks PKCE parameters at sign-in and registration. Clients with `pkceOptional` skip
+    /// the check, as in Medplum.
+    pub(crate) fn check_login_pkce(
         &self,
         client: Option<&ClientApplication>,
-        request: &LoginRequest,
+        challenge: Option<&str>,
+        method: Option<&str>,
     ) -> ServiceResult<()> {
         if client.is_some_and(|client| client.pkce_optional == Some(true)) {
             return Ok(());
         }
-        let challenge = request
-            .code_challenge
-            .as_deref()
-            .filter(|text| !text.is_empty());
-        let method = request
-            .code_challenge_method
-            .as_deref()
-            .filter(|text| !text.is_empty());
-        match (challenge, method) {
-            (None, None) => Ok(()),
-            (None, Some(_)) => Err(invalid("Invalid code challenge")),
-            (Some(_), None) => Err(invalid("Invalid code challenge method")),
-            (Some(challenge), Some(method)) => {
-                let method = pkce::Method::parse(method)
-                    .ok_or_else(|| invalid("Invalid code challenge method"))?;
-                if method == pkce::Method::Plain && self.config.require_pkce_s256 {
-                    return Err(invalid("Invalid code challenge method"));
-                }
-                if !pkce::is_well_formed(challenge) {
-                    return Err(invalid("Invalid code challenge"));
-                }
-                Ok(())
-            }
-        }
+        pkce::check_parameters(challenge, method, self.config.require_pkce_s256).map_err(invalid)
     }
 
     /// Binds a login to one of the user's memberships and gives it a fresh code. Medplum's
@@ -553,7 +533,8 @@ fn resolve_project(
         .and_then(|client| client.meta.as_ref())
         .and_then(|meta| meta.project.clone());
     match (client_project, project_id) {
-        (_, Some("new")) => Ok(Some("new".to_string())),
+        // `new` starts a project creation, which a client bound to a project cannot do.
+        (None, Some("new")) => Ok(Some("new".to_string())),
         (Some(client_project), Some(requested)) if requested != client_project => {
             Err(invalid("Invalid projectId"))
         }
@@ -580,11 +561,13 @@ mod tests {
 
     #[test]
     fn client_project_wins_and_must_agree() {
-        let mut client = ClientApplication::default();
-        client.meta = Some(medgate_fhir::resources::Meta {
-            project: Some("p1".into()),
+        let client = ClientApplication {
+            meta: Some(medgate_fhir::resources::Meta {
+                project: Some("p1".into()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         assert_eq!(
             resolve_project(Some(&client), None).unwrap(),
             Some("p1".into())

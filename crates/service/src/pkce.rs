@@ -46,6 +46,33 @@ pub fn verify(method: Method, challenge: &str, verifier: &str) -> bool {
         .is_ok()
 }
 
+/// Checks the PKCE parameters of a sign-in or registration request: a method needs a
+/// challenge, a challenge needs a known method, and the challenge must have RFC 7636's shape.
+/// Returns Medplum's message for the failed rule.
+pub fn check_parameters(
+    challenge: Option<&str>,
+    method: Option<&str>,
+    require_s256: bool,
+) -> Result<(), &'static str> {
+    let challenge = challenge.filter(|text| !text.is_empty());
+    let method = method.filter(|text| !text.is_empty());
+    match (challenge, method) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err("Invalid code challenge"),
+        (Some(_), None) => Err("Invalid code challenge method"),
+        (Some(challenge), Some(method)) => {
+            let method = Method::parse(method).ok_or("Invalid code challenge method")?;
+            if method == Method::Plain && require_s256 {
+                return Err("Invalid code challenge method");
+            }
+            if !is_well_formed(challenge) {
+                return Err("Invalid code challenge");
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,7 +121,7 @@ impl Repo {
         self.store
             .write(vec![WriteOp::Create(value.clone())])
             .await?;
-        Ok(T::from_json(value).map_err(corrupt)?)
+        T::from_json(value).map_err(corrupt)
     }
 
     /// Writes a new version if nobody changed the resource since it was read; otherwise
@@ -140,7 +140,7 @@ impl Repo {
         };
         let value = value.clone();
         self.store.write(vec![op]).await?;
-        Ok(T::from_json(value).map_err(corrupt)?)
+        T::from_json(value).map_err(corrupt)
     }
 
     pub async fn read<T: TypedResource>(&self, id: &str) -> ServiceResult<T> {

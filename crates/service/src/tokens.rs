@@ -71,6 +71,20 @@ pub fn wants_refresh_token(scope: &str) -> bool {
     has_scope(scope, "offline") || has_scope(scope, "offline_access")
 }
 
+/// Builds the scope of a new login, `openid` by default. Medplum's `remember` grants a
+/// refresh token, which medgate expresses as the `offline_access` scope (OpenID Connect Core
+/// §11).
+pub fn sign_in_scope(scope: Option<&str>, remember: bool) -> String {
+    let mut scope = scope
+        .map(|scope| scope.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|scope| !scope.is_empty())
+        .unwrap_or_else(|| "openid".to_string());
+    if remember && !wants_refresh_token(&scope) {
+        scope.push_str(" offline_access");
+    }
+    scope
+}
+
 /// What a new token set is built from.
 pub struct Grant<'a> {
     pub login: &'a Login,

@@ -24,6 +24,8 @@ pub struct LoginBody {
     resource_type: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    #[serde(default)]
+    remember: bool,
 }
 
 pub async fn login(
@@ -42,6 +44,7 @@ pub async fn login(
         code_challenge: body.code_challenge,
         code_challenge_method: body.code_challenge_method,
         redirect_uri: None,
+        remember: body.remember,
         remote_address: client.address,
         user_agent: client.user_agent,
     };

@@ -1,6 +1,8 @@
 //! Medplum's authentication API under `/auth`. Bodies are JSON; errors are OperationOutcomes.
 
+mod account;
 mod login;
+mod register;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -13,4 +15,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login/{login}", get(login::login_status))
         .route("/auth/profile", post(login::profile))
         .route("/auth/scope", post(login::scope))
+        .route("/auth/newuser", post(register::new_user))
+        .route("/auth/newproject", post(register::new_project))
+        .route("/auth/me", get(account::me))
+        .route("/auth/changepassword", post(account::change_password))
+        .route("/auth/revoke", post(account::revoke))
+        .route("/auth/clientinfo/{client}", get(account::client_info))
 }

@@ -247,6 +247,7 @@ pub async fn sign_in(
         code_challenge: valid.code_challenge.clone(),
         code_challenge_method: valid.code_challenge_method.clone(),
         redirect_uri: Some(valid.redirect_uri.clone()),
+        remember: false,
         remote_address: client.address,
         user_agent: client.user_agent,
     };

@@ -1,7 +1,9 @@
 //! OAuth 2.0 and OpenID Connect endpoints under `/oauth2`.
 
 mod authorize;
+mod logout;
 mod token;
+mod userinfo;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -17,4 +19,9 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/authorize/login", post(authorize::sign_in))
         .route("/oauth2/authorize/profile", post(authorize::choose_profile))
         .route("/oauth2/token", post(token::token))
+        .route(
+            "/oauth2/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .route("/oauth2/logout", get(logout::logout).post(logout::logout))
 }
