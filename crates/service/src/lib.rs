@@ -10,6 +10,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fhir_rest;
 pub mod grants;
 pub mod keys;
 pub mod login;

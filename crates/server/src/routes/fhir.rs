@@ -1,9 +1,326 @@
-//! FHIR R4 routes under `/fhir/R4`.
+//! The FHIR R4 RESTful API under `/fhir/R4` (the "RESTful API" page of FHIR R4) for the
+//! resource types medgate stores. Bodies are `application/fhir+json` or `application/json`,
+//! and errors are OperationOutcomes. Resource responses carry `ETag: W/"<versionId>"` and
+//! `Last-Modified` (FHIR R4, "Resource Metadata and Versioning"), and a create also
+//! `Location`.
 
 use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use medgate_fhir::OperationOutcome;
+use medgate_service::ServiceError;
+use medgate_service::fhir_rest::FhirCaller;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::AppState;
+use crate::error::{OutcomeError, fhir_json};
+use crate::extract::{Authenticated, JsonBody};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/fhir/R4/{resource_type}", get(search).post(create))
+        .route(
+            "/fhir/R4/{resource_type}/{id}",
+            get(read).put(update).delete(delete),
+        )
+        .route("/fhir/R4/{resource_type}/{id}/_history", get(history))
+        .route(
+            "/fhir/R4/{resource_type}/{id}/_history/{version_id}",
+            get(vread),
+        )
+        .route("/fhir/R4/{resource_type}/{id}/{operation}", post(operation))
+}
+
+/// The authenticated caller, and whether the request sets `X-Medplum: extended` for
+/// Medplum's extended `meta` (`MedplumClient` always sends it).
+struct Caller(FhirCaller);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(auth) = Authenticated::from_request_parts(parts, state).await?;
+        let extended = parts
+            .headers
+            .get("x-medplum")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("extended"));
+        Ok(Self(FhirCaller { auth, extended }))
+    }
+}
+
+/// Path parameters whose rejection is an OperationOutcome instead of axum's plain text.
+struct FhirPath<T>(T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for FhirPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(OutcomeError(ServiceError::invalid(format!(
+                "Invalid URL path: {}",
+                rejection.body_text()
+            )))
+            .into_response()),
+        }
+    }
+}
+
+/// A JSON body that may be absent altogether, as for a `$rotate-secret` without
+/// Parameters. A body that is present is read as [`JsonBody`] reads it.
+struct OptionalJsonBody(Option<Value>);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u64>().ok())
+                .is_some_and(|length| length > 0);
+        if !has_body {
+            return Ok(Self(None));
+        }
+        let JsonBody(value) = JsonBody::<Value>::from_request(request, state).await?;
+        Ok(Self(Some(value)))
+    }
+}
+
+/// Formats a FHIR instant as an RFC 9110 §5.6.7 HTTP date (IMF-fixdate, always GMT).
+fn http_date(instant: &str) -> Option<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(instant).ok()?;
+    Some(
+        at.with_timezone(&chrono::Utc)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    )
+}
+
+/// Builds a resource response with the `ETag` and `Last-Modified` headers of its `meta`.
+fn resource_response(status: StatusCode, resource: &Value) -> Response {
+    let mut response = fhir_json(status, resource);
+    let meta = resource.get("meta");
+    let version_id = meta
+        .and_then(|meta| meta.get("versionId"))
+        .and_then(Value::as_str);
+    if let Some(etag) =
+        version_id.and_then(|version| HeaderValue::from_str(&format!("W/\"{version}\"")).ok())
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    let last_modified = meta
+        .and_then(|meta| meta.get("lastUpdated"))
+        .and_then(Value::as_str)
+        .and_then(http_date)
+        .and_then(|date| HeaderValue::from_str(&date).ok());
+    if let Some(last_modified) = last_modified {
+        response
+            .headers_mut()
+            .insert(header::LAST_MODIFIED, last_modified);
+    }
+    response
+}
+
+/// Marks a response that shows a client secret as not cacheable anywhere.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Parses the version id from an `If-Match` header: `W/"<versionId>"`, `"<versionId>"` or the
+/// bare id. `*` matches any version, so it is no condition. A header that is not text can
+/// match no version.
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::IF_MATCH)?;
+    let Ok(value) = value.to_str() else {
+        return Some(String::new());
+    };
+    let value = value.trim();
+    if value == "*" {
+        return None;
+    }
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    Some(value.trim_matches('"').to_string())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath(resource_type): FhirPath<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, OutcomeError> {
+    let resource = state
+        .services
+        .fhir_create(&caller, &resource_type, body)
+        .await?;
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let location = state
+        .services
+        .config
+        .url(&format!("fhir/R4/{resource_type}/{id}"));
+    let mut response = resource_response(StatusCode::CREATED, &resource);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if resource.get("secret").is_some() {
+        response = no_store(response);
+    }
+    Ok(response)
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath(resource_type): FhirPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, OutcomeError> {
+    // Form decoding turns `+` into a space, as MedplumClient encodes spaces.
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let bundle = state
+        .services
+        .fhir_search(&caller, &resource_type, &pairs)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+) -> Result<Response, OutcomeError> {
+    let resource = state
+        .services
+        .fhir_read(&caller, &resource_type, &id)
+        .await?;
+    Ok(resource_response(StatusCode::OK, &resource))
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id, version_id)): FhirPath<(String, String, String)>,
+) -> Result<Response, OutcomeError> {
+    let resource = state
+        .services
+        .fhir_vread(&caller, &resource_type, &id, &version_id)
+        .await?;
+    Ok(resource_response(StatusCode::OK, &resource))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+) -> Result<Response, OutcomeError> {
+    let bundle = state
+        .services
+        .fhir_history(&caller, &resource_type, &id)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, OutcomeError> {
+    let expected_version = if_match(&headers);
+    let resource = state
+        .services
+        .fhir_update(
+            &caller,
+            &resource_type,
+            &id,
+            body,
+            expected_version.as_deref(),
+        )
+        .await?;
+    Ok(resource_response(StatusCode::OK, &resource))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+) -> Result<Response, OutcomeError> {
+    state
+        .services
+        .fhir_delete(&caller, &resource_type, &id)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &OperationOutcome::all_ok()))
+}
+
+/// `POST /fhir/R4/{type}/{id}/${operation}`; only `ClientApplication/$rotate-secret` exists.
+async fn operation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id, operation)): FhirPath<(String, String, String)>,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Response, OutcomeError> {
+    match (resource_type.as_str(), operation.as_str()) {
+        ("ClientApplication", "$rotate-secret") => {
+            let client = state
+                .services
+                .fhir_rotate_secret(&caller, &id, body)
+                .await?;
+            Ok(no_store(resource_response(StatusCode::OK, &client)))
+        }
+        _ => Err(ServiceError::invalid(format!(
+            "Unsupported operation {operation} on {resource_type}"
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_date_is_imf_fixdate() {
+        assert_eq!(
+            http_date("2026-12-04T12:00:00.000Z").as_deref(),
+            Some("Fri, 04 Dec 2026 12:00:00 GMT")
+        );
+        assert_eq!(http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn if_match_forms() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match(&headers), None);
+        for (value, expected) in [
+            ("W/\"v1\"", Some("v1")),
+            ("\"v1\"", Some("v1")),
+            ("v1", Some("v1")),
+            ("*", None),
+        ] {
+            headers.insert(header::IF_MATCH, HeaderValue::from_static(value));
+            assert_eq!(if_match(&headers).as_deref(), expected, "{value}");
+        }
+    }
 }
