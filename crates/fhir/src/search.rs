@@ -304,6 +304,15 @@ pub struct Filter {
     pub op: FilterOp,
 }
 
+/// Which resources a caller may see, as an access policy computes it: everything, nothing,
+/// or the resources that match every filter of at least one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restriction {
+    Everything,
+    Nothing,
+    AnyOf(Vec<Vec<Filter>>),
+}
+
 /// A parsed search request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRequest {

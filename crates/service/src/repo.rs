@@ -169,6 +169,7 @@ impl Repo {
             .search(SearchScope {
                 request,
                 project_id,
+                restriction: None,
             })
             .await?;
         values

@@ -25,6 +25,7 @@ async fn count(store: &dyn Store, request: SearchRequest) -> usize {
         .search(SearchScope {
             request: &request,
             project_id: None,
+            restriction: None,
         })
         .await
         .unwrap()

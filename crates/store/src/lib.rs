@@ -11,7 +11,7 @@ mod sql_store;
 mod sqlite;
 
 use async_trait::async_trait;
-use medgate_fhir::search::SearchRequest;
+use medgate_fhir::search::{Restriction, SearchRequest};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -52,6 +52,8 @@ pub enum WriteOp {
 pub struct SearchScope<'a> {
     pub request: &'a SearchRequest,
     pub project_id: Option<&'a str>,
+    /// Which resources the caller may see at all (from its access policy); `None` means all.
+    pub restriction: Option<&'a Restriction>,
 }
 
 #[async_trait]

@@ -1,7 +1,7 @@
 //! SQL shared by both back ends. Every statement uses `$n` placeholders, which PostgreSQL and
 //! SQLite both accept, so each statement is written once.
 
-use medgate_fhir::search::{FilterOp, SearchRequest, index_values};
+use medgate_fhir::search::{Filter, FilterOp, Restriction, SearchRequest, index_values};
 use serde_json::Value;
 
 use crate::{StoreError, StoreResult};
@@ -141,8 +141,54 @@ fn like_prefix(prefix: &str) -> String {
     escaped
 }
 
-/// Builds the SELECT for a search: one EXISTS sub-query per filter over the index table.
-pub(crate) fn select_search(request: &SearchRequest, project_id: Option<&str>) -> Statement {
+/// Builds the SQL condition of one filter: an EXISTS sub-query over the index table, or an
+/// id list for `_id`.
+fn filter_condition(filter: &Filter, statement: &mut Statement) -> String {
+    if filter.code == "_id" {
+        let FilterOp::Equals(ids) = &filter.op else {
+            return "TRUE".to_string();
+        };
+        let placeholders: Vec<_> = ids
+            .iter()
+            .map(|id| statement.bind(Bind::Text(id.clone())))
+            .collect();
+        return format!("r.id IN ({})", placeholders.join(", "));
+    }
+    let code = statement.bind(Bind::Text(filter.code.clone()));
+    let index_match = format!(
+        "SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
+        AND s.resource_id = r.id AND s.code = {code}"
+    );
+    match &filter.op {
+        FilterOp::Missing(true) => format!("NOT EXISTS ({index_match})"),
+        FilterOp::Missing(false) => format!("EXISTS ({index_match})"),
+        FilterOp::Equals(values) => {
+            let alternatives: Vec<_> = values
+                .iter()
+                .map(|value| format!("s.value = {}", statement.bind(Bind::Text(value.clone()))))
+                .collect();
+            format!("EXISTS ({index_match} AND ({}))", alternatives.join(" OR "))
+        }
+        FilterOp::StartsWith(prefixes) => {
+            let alternatives: Vec<_> = prefixes
+                .iter()
+                .map(|prefix| {
+                    let placeholder = statement.bind(Bind::Text(like_prefix(prefix)));
+                    format!("s.value LIKE {placeholder} ESCAPE '\\'")
+                })
+                .collect();
+            format!("EXISTS ({index_match} AND ({}))", alternatives.join(" OR "))
+        }
+    }
+}
+
+/// Builds the SELECT for a search: the request's filters must all match, and the
+/// restriction, when there is one, must match too.
+pub(crate) fn select_search(
+    request: &SearchRequest,
+    project_id: Option<&str>,
+    restriction: Option<&Restriction>,
+) -> Statement {
     let mut statement = Statement::new();
     let mut sql = format!(
         "SELECT r.content FROM resources r WHERE r.resource_type = {} AND r.deleted = FALSE",
@@ -153,47 +199,31 @@ pub(crate) fn select_search(request: &SearchRequest, project_id: Option<&str>) -
         sql.push_str(&format!(" AND r.project_id = {placeholder}"));
     }
     for filter in &request.filters {
-        if filter.code == "_id" {
-            let FilterOp::Equals(ids) = &filter.op else {
-                continue;
-            };
-            let placeholders: Vec<_> = ids
+        let condition = filter_condition(filter, &mut statement);
+        sql.push_str(&format!(" AND {condition}"));
+    }
+    match restriction {
+        None | Some(Restriction::Everything) => {}
+        Some(Restriction::Nothing) => sql.push_str(" AND 1 = 0"),
+        Some(Restriction::AnyOf(groups)) => {
+            let alternatives: Vec<String> = groups
                 .iter()
-                .map(|id| statement.bind(Bind::Text(id.clone())))
+                .map(|group| {
+                    let conditions: Vec<String> = group
+                        .iter()
+                        .map(|filter| filter_condition(filter, &mut statement))
+                        .collect();
+                    if conditions.is_empty() {
+                        "1 = 1".to_string()
+                    } else {
+                        format!("({})", conditions.join(" AND "))
+                    }
+                })
                 .collect();
-            sql.push_str(&format!(" AND r.id IN ({})", placeholders.join(", ")));
-            continue;
-        }
-        let code = statement.bind(Bind::Text(filter.code.clone()));
-        let index_match = "SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
-            AND s.resource_id = r.id AND s.code = ";
-        match &filter.op {
-            FilterOp::Missing(true) => {
-                sql.push_str(&format!(" AND NOT EXISTS ({index_match}{code})"))
-            }
-            FilterOp::Missing(false) => sql.push_str(&format!(" AND EXISTS ({index_match}{code})")),
-            FilterOp::Equals(values) => {
-                let alternatives: Vec<_> = values
-                    .iter()
-                    .map(|value| format!("s.value = {}", statement.bind(Bind::Text(value.clone()))))
-                    .collect();
-                sql.push_str(&format!(
-                    " AND EXISTS ({index_match}{code} AND ({}))",
-                    alternatives.join(" OR ")
-                ));
-            }
-            FilterOp::StartsWith(prefixes) => {
-                let alternatives: Vec<_> = prefixes
-                    .iter()
-                    .map(|prefix| {
-                        let placeholder = statement.bind(Bind::Text(like_prefix(prefix)));
-                        format!("s.value LIKE {placeholder} ESCAPE '\\'")
-                    })
-                    .collect();
-                sql.push_str(&format!(
-                    " AND EXISTS ({index_match}{code} AND ({}))",
-                    alternatives.join(" OR ")
-                ));
+            if alternatives.is_empty() {
+                sql.push_str(" AND 1 = 0");
+            } else {
+                sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
             }
         }
     }
@@ -220,9 +250,24 @@ mod tests {
         let request = SearchRequest::new("User")
             .filter("email", "a@b.c")
             .missing("project", true);
-        let statement = select_search(&request, Some("p1"));
+        let statement = select_search(&request, Some("p1"), None);
         assert_eq!(statement.binds.len(), 7);
         assert!(statement.sql.contains("r.project_id = $2"));
         assert!(statement.sql.contains("LIMIT $6 OFFSET $7"));
+    }
+
+    #[test]
+    fn restriction_is_or_of_and_groups() {
+        let request = SearchRequest::new("Patient");
+        let group = SearchRequest::new("Patient")
+            .filter("name", "a")
+            .filter("gender", "x")
+            .filters;
+        let restriction = Restriction::AnyOf(vec![group, Vec::new()]);
+        let statement = select_search(&request, None, Some(&restriction));
+        assert!(statement.sql.contains(" AND ((EXISTS"), "{}", statement.sql);
+        assert!(statement.sql.contains(" OR 1 = 1)"), "{}", statement.sql);
+        let nothing = select_search(&request, None, Some(&Restriction::Nothing));
+        assert!(nothing.sql.contains("AND 1 = 0"));
     }
 }

@@ -233,7 +233,8 @@ macro_rules! impl_store {
             }
 
             async fn search(&self, scope: SearchScope<'_>) -> Result<Vec<Value>, StoreError> {
-                let statement = sql::select_search(scope.request, scope.project_id);
+                let statement =
+                    sql::select_search(scope.request, scope.project_id, scope.restriction);
                 let mut query = sqlx::query::<$db>(&statement.sql);
                 for bind in statement.binds {
                     query = match bind {

@@ -307,6 +307,7 @@ async fn search_in(
         .search(SearchScope {
             request: &request,
             project_id,
+            restriction: None,
         })
         .await
         .unwrap_or_else(|error| {

@@ -294,6 +294,7 @@ impl Services {
                 .search(SearchScope {
                     request: &request,
                     project_id: None,
+                    restriction: None,
                 })
                 .await?;
             for membership in memberships {
@@ -344,6 +345,7 @@ impl Services {
             .search(SearchScope {
                 request: &request,
                 project_id,
+                restriction: None,
             })
             .await?;
         let has_next = page_size > 0 && found.len() > page_size as usize;

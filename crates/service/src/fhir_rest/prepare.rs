@@ -177,6 +177,7 @@ impl Services {
             .search(SearchScope {
                 request: &request,
                 project_id: None,
+                restriction: None,
             })
             .await?;
         let own_id = user.get("id").and_then(Value::as_str);
