@@ -313,6 +313,40 @@ pub enum Restriction {
     AnyOf(Vec<Vec<Filter>>),
 }
 
+/// Checks in memory whether a resource matches every filter, with the same meaning as the
+/// store's SQL search over the values of [`index_values`]. Access checks use it on versions
+/// that are not stored yet.
+pub fn matches(resource: &Value, filters: &[Filter]) -> bool {
+    let values = index_values(resource);
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    filters.iter().all(|filter| {
+        if filter.code == "_id" {
+            return match &filter.op {
+                FilterOp::Equals(ids) => ids.iter().any(|candidate| candidate == id),
+                _ => true,
+            };
+        }
+        let mut indexed = values
+            .iter()
+            .filter(|value| value.code == filter.code)
+            .map(|value| value.value.as_str());
+        match &filter.op {
+            FilterOp::Missing(missing) => indexed.next().is_none() == *missing,
+            FilterOp::Equals(wanted) => {
+                indexed.any(|value| wanted.iter().any(|candidate| candidate == value))
+            }
+            FilterOp::StartsWith(prefixes) => indexed.any(|value| {
+                prefixes
+                    .iter()
+                    .any(|prefix| value.starts_with(prefix.as_str()))
+            }),
+        }
+    })
+}
+
 /// A parsed search request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRequest {
@@ -525,6 +559,27 @@ mod tests {
             SearchRequest::parse("Shoe", &[]),
             Err(SearchError::UnknownType(_))
         ));
+    }
+
+    #[test]
+    fn in_memory_match() {
+        let resource = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Smith"}], "gender": "female"});
+        let filters = |query: &[(&str, &str)]| {
+            SearchRequest::parse("Patient", &pairs(query))
+                .unwrap()
+                .filters
+        };
+        assert!(matches(&resource, &filters(&[("name", "smi")])));
+        assert!(matches(
+            &resource,
+            &filters(&[("gender", "female"), ("_id", "p0,p1")])
+        ));
+        assert!(!matches(&resource, &filters(&[("gender", "male")])));
+        assert!(matches(
+            &resource,
+            &filters(&[("birthdate:missing", "true")])
+        ));
+        assert!(!matches(&resource, &filters(&[("_id", "p2")])));
     }
 
     #[test]
