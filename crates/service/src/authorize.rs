@@ -157,7 +157,7 @@ impl Services {
             .map_err(|description| redirect("invalid_request", description))?;
 
         // TODO: single sign-on sessions, so `prompt=none` can succeed — until then every
-        // silent request is answered as the specification requires when no session exists —
+        // silent request gets the error the specification requires when no session exists —
         // OpenID Connect Core §3.1.2.6.
         if request.prompt.as_deref() == Some("none") {
             return Err(redirect("login_required", "Login required"));

@@ -1,7 +1,7 @@
 //! Refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 //!
 //! Each use rotates the secret. The new secret is SHA-256 of a random salt (stored on the
-//! login) and the old secret, so a request that still holds the previous secret can derive
+//! login) and the old secret, so a request that still has the previous secret can derive
 //! the current one within a short grace period: concurrent refreshes by one client all get
 //! the same new secret, and only one rotation happens. After the grace period, the previous
 //! secret is a replay and revokes the whole login.

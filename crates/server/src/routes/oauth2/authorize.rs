@@ -5,8 +5,8 @@
 //!   sign_in (form post)             → check the password; one membership: redirect with a code,
 //!                                     several: show the chooser, bound to this browser by a cookie
 //!   choose_profile (form post)      → bind the chosen membership, redirect with a code
-//! Every form repeats the authorization parameters in hidden fields, and every step checks
-//! them again, so nothing the browser sends is trusted without a check.
+//! Every form repeats the authorization parameters in hidden fields. Every step checks them
+//! again, so nothing the browser sends is trusted without a check.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -110,7 +110,7 @@ fn authorize_error(error: AuthorizeError) -> Response {
     }
 }
 
-/// The authorization parameters as hidden fields, so the next step can check them again.
+/// Renders the authorization parameters as hidden fields, so the next step can check them again.
 fn carried_fields(valid: &ValidAuthorizeRequest) -> String {
     let mut fields = vec![
         hidden("response_type", "code"),
