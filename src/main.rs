@@ -77,6 +77,7 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
         .context("cannot open the database")?;
     let mut config = ServiceConfig::new(&settings.base_url);
     config.require_pkce_s256 = settings.require_pkce_s256;
+    config.trusted_proxies = settings.trusted_proxies.clone();
     Ok(Services::new(
         config,
         store,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use medgate_service::access::IpNet;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -52,6 +53,17 @@ pub struct SettingsArgs {
     /// Refuse PKCE `plain` and accept only S256 (config key `requirePkceS256`)
     #[arg(long, env = "MEDGATE_REQUIRE_PKCE_S256", global = true)]
     pub require_pkce_s256: Option<bool>,
+
+    /// Address or CIDR block of a reverse proxy whose X-Forwarded-For header names the
+    /// client, e.g. 10.0.0.0/8; repeat the flag or separate entries with commas
+    /// [default: none, the socket address is the client] (config key `trustedProxies`)
+    #[arg(
+        long = "trusted-proxy",
+        env = "MEDGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +76,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     require_pkce_s256: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Resolved settings.
@@ -76,6 +89,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub require_pkce_s256: bool,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -108,6 +122,20 @@ impl SettingsArgs {
         {
             bail!("invalid base URL {base_url:?}: it must be an absolute http:// or https:// URL");
         }
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            self.trusted_proxies
+        };
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                entry.trim().parse::<IpNet>().map_err(|error| {
+                    anyhow::anyhow!("invalid trusted proxy: {error}; use an address such as 10.0.0.5 or a CIDR block such as 10.0.0.0/8")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Settings {
             port,
             bind: self
@@ -125,6 +153,7 @@ impl SettingsArgs {
                 .require_pkce_s256
                 .or(file.require_pkce_s256)
                 .unwrap_or(false),
+            trusted_proxies,
         })
     }
 }
@@ -192,6 +221,28 @@ mod tests {
         );
         let error = resolve(&["--config", "/no/such/file.json"]).unwrap_err();
         assert!(error.to_string().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn trusted_proxies_from_flags_and_file() {
+        let settings = resolve(&[
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 3);
+        assert!(resolve(&["--trusted-proxy", "10.0.0.0/40"]).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(&file, r#"{"trustedProxies": ["192.168.0.0/16"]}"#).unwrap();
+        let settings = resolve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            settings.trusted_proxies,
+            vec!["192.168.0.0/16".parse().unwrap()]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub enum IssueCode {
     Conflict,
     Deleted,
     Processing,
+    MultipleMatches,
     Throttled,
     TooLong,
     Exception,
@@ -117,6 +118,17 @@ impl OperationOutcome {
             "error",
             IssueCode::Processing,
             "Precondition Failed",
+        )
+    }
+
+    /// Builds the 412 outcome of a conditional interaction whose search found more than one
+    /// resource (FHIR R4 "RESTful API", conditional create and update).
+    pub fn multiple_matches() -> Self {
+        Self::single(
+            Some("multiple-matches"),
+            "error",
+            IssueCode::MultipleMatches,
+            "Multiple resources found matching condition",
         )
     }
 

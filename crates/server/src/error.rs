@@ -11,7 +11,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medgate_fhir::OperationOutcome;
 use medgate_service::{OAuthErrorCode, ServiceError};
-use medgate_store::StoreError;
 use serde_json::json;
 
 use crate::pages;
@@ -79,34 +78,16 @@ impl From<ServiceError> for OutcomeError {
 
 impl IntoResponse for OutcomeError {
     fn into_response(self) -> Response {
-        let (status, outcome) = match self.0 {
-            ServiceError::Invalid { message, field } => (
-                StatusCode::BAD_REQUEST,
-                OperationOutcome::bad_request(&message, field),
+        if matches!(self.0, ServiceError::Unauthorized) {
+            return unauthorized();
+        }
+        match self.0.fhir_outcome() {
+            Some((status, outcome)) => fhir_json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &outcome,
             ),
-            ServiceError::OAuth { description, .. } => (
-                StatusCode::BAD_REQUEST,
-                OperationOutcome::bad_request(&description, None),
-            ),
-            ServiceError::NotFound => (StatusCode::NOT_FOUND, OperationOutcome::not_found()),
-            ServiceError::Gone => (StatusCode::GONE, OperationOutcome::gone()),
-            ServiceError::Unauthorized => return unauthorized(),
-            ServiceError::Forbidden => (StatusCode::FORBIDDEN, OperationOutcome::forbidden()),
-            ServiceError::Conflict(message) => {
-                (StatusCode::CONFLICT, OperationOutcome::conflict(&message))
-            }
-            ServiceError::Store(StoreError::Duplicate) => (
-                StatusCode::CONFLICT,
-                OperationOutcome::conflict("A resource with this id already exists"),
-            ),
-            ServiceError::PreconditionFailed => (
-                StatusCode::PRECONDITION_FAILED,
-                OperationOutcome::precondition_failed(),
-            ),
-            ServiceError::Store(error) => return internal(ErrorFormat::Outcome, error.to_string()),
-            ServiceError::Internal(message) => return internal(ErrorFormat::Outcome, message),
-        };
-        fhir_json(status, &outcome)
+            None => internal(ErrorFormat::Outcome, self.0.to_string()),
+        }
     }
 }
 
@@ -145,6 +126,11 @@ impl IntoResponse for OAuthError {
             ServiceError::PreconditionFailed => {
                 (OAuthErrorCode::InvalidGrant, "Invalid grant".to_string())
             }
+            ServiceError::MultipleMatches => (
+                OAuthErrorCode::InvalidRequest,
+                "Multiple resources found matching condition".to_string(),
+            ),
+            ServiceError::InEntry { error, .. } => return OAuthError(*error).into_response(),
             ServiceError::Store(error) => return internal(ErrorFormat::OAuth, error.to_string()),
             ServiceError::Internal(message) => return internal(ErrorFormat::OAuth, message),
         };
@@ -202,6 +188,11 @@ impl IntoResponse for PageError {
                 StatusCode::CONFLICT,
                 "The request was changed by another request; try again".to_string(),
             ),
+            ServiceError::MultipleMatches => (
+                StatusCode::PRECONDITION_FAILED,
+                "Multiple resources found matching condition".to_string(),
+            ),
+            ServiceError::InEntry { error, .. } => return PageError(*error).into_response(),
             ServiceError::Store(error) => return internal(ErrorFormat::Html, error.to_string()),
             ServiceError::Internal(message) => return internal(ErrorFormat::Html, message),
         };
@@ -238,6 +229,17 @@ mod tests {
             (
                 ServiceError::PreconditionFailed,
                 StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                ServiceError::MultipleMatches,
+                StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                ServiceError::InEntry {
+                    index: 2,
+                    error: Box::new(ServiceError::NotFound),
+                },
+                StatusCode::NOT_FOUND,
             ),
             (
                 ServiceError::Internal("boom".into()),

@@ -1,7 +1,7 @@
 //! Request extractors whose rejections speak the route's error format instead of axum's
 //! plain-text defaults.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -10,7 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medgate_fhir::OperationOutcome;
 use medgate_service::ServiceError;
-use medgate_service::session::AuthContext;
+use medgate_service::access::client_address;
+use medgate_service::session::{AuthContext, RequestCredentials};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -152,7 +153,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
     }
 }
 
-/// The caller of an API route, authenticated by a bearer access token.
+/// The caller of an API route, authenticated by a bearer access token or by a client's
+/// `Authorization: Basic` credentials, possibly acting for another member through
+/// `X-Medplum-On-Behalf-Of`. The caller's access policy, IP rules included, is computed here.
 pub struct Authenticated(pub AuthContext);
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -162,20 +165,44 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(unauthorized)?;
-        match state.services.authenticate_bearer(token).await {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        let credentials = RequestCredentials {
+            authorization: header(header::AUTHORIZATION.as_str()),
+            on_behalf_of: header("x-medplum-on-behalf-of"),
+            client_address: client_address_of(parts, state),
+        };
+        match state.services.authenticate_request(credentials).await {
             Ok(context) => Ok(Self(context)),
             Err(ServiceError::Unauthorized) => Err(unauthorized()),
             Err(error) => Err(OutcomeError(error).into_response()),
         }
     }
+}
+
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy (RFC 7239 §5.2 describes
+/// the same chain for `Forwarded`).
+fn client_address_of(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())?;
+    let forwarded_for: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    Some(client_address(
+        peer,
+        &forwarded_for,
+        &state.services.config.trusted_proxies,
+    ))
 }
 
 /// The caller's network address and user agent, recorded on Logins.
@@ -189,14 +216,9 @@ impl FromRequestParts<AppState> for ClientInfo {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &AppState,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // TODO: X-Forwarded-For from configured trusted proxies — until then the socket
-        // address is the only source, which cannot be spoofed — RFC 7239.
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string());
+        let address = client_address_of(parts, state).map(|address| address.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -919,6 +919,7 @@ async fn me_shape_for_project_owner() {
     assert_eq!(
         keys(&me),
         [
+            "accessPolicy",
             "config",
             "membership",
             "profile",

@@ -267,6 +267,11 @@ async fn chooser_requires_same_browser() {
     let html = response.text().await.unwrap();
     let choices = membership_buttons(&html);
     assert_eq!(choices.len(), 2);
+    assert!(
+        html.contains("Project of chooser@example.com"),
+        "the chooser names the project"
+    );
+    assert!(html.contains("Test User"), "the chooser names the profile");
     let login_id = html
         .split("name=\"login\" value=\"")
         .nth(1)

@@ -203,3 +203,32 @@ async fn bad_token_form_is_oauth_error() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_401() {
+    let server = TestServer::start().await;
+    for header in [
+        "foo",
+        "foo foo",
+        "Bearer",
+        "Bearer ",
+        "Bearer foo",
+        "Bearer a.b.c",
+        "bearer x",
+    ] {
+        let response = server
+            .http
+            .get(server.url("auth/me"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{header:?}");
+        assert!(
+            response.headers().contains_key("www-authenticate"),
+            "{header:?}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["id"], "unauthorized", "{header:?}");
+    }
+}

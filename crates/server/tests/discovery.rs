@@ -24,13 +24,15 @@ async fn openid_configuration_endpoints_exist() {
         discovery["subject_types_supported"],
         serde_json::json!(["public"])
     );
-    // Every advertised endpoint is served: none of them answers 404.
+    // `/oauth2/logout` is Medplum's session revocation, not OpenID Connect RP-Initiated
+    // Logout, so discovery must not advertise it as `end_session_endpoint`.
+    assert!(discovery.get("end_session_endpoint").is_none());
+    // Every advertised endpoint is served: none of them returns 404.
     for field in [
         "authorization_endpoint",
         "token_endpoint",
         "userinfo_endpoint",
         "jwks_uri",
-        "end_session_endpoint",
     ] {
         let url = discovery[field].as_str().unwrap();
         assert!(url.starts_with(&server.base_url), "{field}");

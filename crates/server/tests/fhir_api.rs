@@ -305,28 +305,29 @@ async fn extended_header_controls_meta() {
 }
 
 #[tokio::test]
-async fn member_reads_only_own_profile_and_membership() {
+async fn member_without_policy_reaches_ordinary_types_only() {
     let server = TestServer::start().await;
     let (member, api) = sign_in_member(&server, "carol@example.com", false).await;
     let patient_id = seed_patient(&server, &member.project_id).await;
 
+    // No policy is Medplum's legacy open policy: every ordinary type of the project.
     let profile = api.read(&member.profile).await;
     assert_eq!(
         format!("Practitioner/{}", profile["id"].as_str().unwrap()),
         member.profile
     );
-    let membership = api
-        .read(&format!("ProjectMembership/{}", member.membership_id))
-        .await;
-    assert_eq!(membership["id"], member.membership_id.as_str());
+    api.read(&format!("Patient/{patient_id}")).await;
+    assert_eq!(entries(&api.read("Patient").await).len(), 1);
+    api.create(patient("New", "Patient")).await;
 
+    // Administration and protected types stay out of reach.
     let denied = [
-        api.get(&format!("Patient/{patient_id}")).await,
-        api.get("Patient").await,
+        api.get(&format!("ProjectMembership/{}", member.membership_id))
+            .await,
         api.get("ProjectMembership").await,
-        api.post("Patient", &patient("New", "Patient")).await,
-        api.put(&member.profile, &profile).await,
-        api.delete(&format!("Patient/{patient_id}")).await,
+        api.get(&format!("Project/{}", member.project_id)).await,
+        api.get("User").await,
+        api.get("Login").await,
     ];
     for response in denied {
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -990,6 +991,7 @@ async fn user_email_is_stored_lower_case() {
     let bundle = api.read("User?email=BOB@example.com").await;
     assert_eq!(entries(&bundle).len(), 1);
 
+    // A project admin cannot change a user's address: it is read-only for them.
     let mut changed = created.clone();
     changed["email"] = json!("Robert@Example.COM");
     let updated = body(
@@ -1000,14 +1002,14 @@ async fn user_email_is_stored_lower_case() {
         .await,
     )
     .await;
-    assert_eq!(updated["email"], "robert@example.com");
+    assert_eq!(updated["email"], "bob@example.com");
 
     // The address is taken in this project, whatever its case.
     let response = api
         .post(
             "User",
             &json!({"resourceType": "User", "firstName": "Rob", "lastName": "Jones",
-                "email": "ROBERT@example.com"}),
+                "email": "BOB@example.com"}),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CONFLICT);

@@ -36,6 +36,8 @@ pub struct Me {
     pub profile: Value,
     /// The membership's UserConfiguration, or the default menu medgate builds.
     pub config: Value,
+    /// The effective access policy of the session, with `basedOn` naming its sources.
+    pub access_policy: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserSummary>,
     /// Present only when the caller is a User.
@@ -116,7 +118,8 @@ impl Services {
     /// Describes the caller's session (`GET /auth/me`).
     pub async fn me(&self, auth: &AuthContext) -> ServiceResult<Me> {
         let project = &auth.project;
-        let membership = &auth.membership;
+        // On behalf of someone, the session is theirs: their membership, profile and policy.
+        let membership = auth.effective_membership();
         let profile = self.read_profile(&membership.profile).await?;
         let config = self.user_configuration(auth).await?;
 
@@ -139,8 +142,6 @@ impl Services {
             _ => (None, None),
         };
 
-        // TODO: add `accessPolicy`, the effective policy, once access policies are enforced.
-        // `@medplum/core` treats a missing `accessPolicy` as "no policy".
         Ok(Me {
             project: ProjectSummary {
                 resource_type: "Project",
@@ -159,6 +160,7 @@ impl Services {
             },
             profile,
             config,
+            access_policy: auth.access.policy.to_json(),
             user,
             security,
         })

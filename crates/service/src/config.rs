@@ -2,6 +2,8 @@
 
 use chrono::Duration;
 
+use crate::access::IpNet;
+
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Public base URL with a trailing slash, e.g. `http://localhost:8103/`.
@@ -20,6 +22,9 @@ pub struct ServiceConfig {
     pub default_refresh_token_lifetime: Duration,
     /// Concurrent password hashing jobs; hashing is CPU-bound, so about one per core.
     pub password_hash_workers: usize,
+    /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
+    /// from any other peer is attributed to the peer itself.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl ServiceConfig {
@@ -40,6 +45,7 @@ impl ServiceConfig {
             password_hash_workers: std::thread::available_parallelism()
                 .map(usize::from)
                 .unwrap_or(2),
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! authentication API owns. Nothing here knows about HTTP; handlers call one function each
 //! and map [`ServiceError`] to the wire format of their route.
 
+pub mod access;
 pub mod account;
 pub mod authorize;
 pub mod bootstrap;

@@ -216,7 +216,7 @@ impl Services {
             _ => Ok(LoginResponse {
                 login: login.id,
                 code: None,
-                memberships: Some(memberships.iter().map(choice).collect()),
+                memberships: Some(self.membership_choices(&memberships).await),
             }),
         }
     }
@@ -366,6 +366,15 @@ impl Services {
             return Err(invalid("Google authentication is required"));
         }
 
+        // access policy: it must be usable, and its IP rules must allow the client.
+        if !self
+            .check_membership_ip(&membership, login.remote_address.as_deref())
+            .await?
+        {
+            warn!(login_id = %login.id, membership_id = %membership.id, "sign-in from a blocked IP address");
+            return Err(invalid("IP address not allowed"));
+        }
+
         let mut login = login;
         login.membership = Some(membership.reference());
         let code = self.assign_code(&mut login);
@@ -480,8 +489,35 @@ impl Services {
         Ok(LoginResponse {
             login: login.id,
             code: None,
-            memberships: Some(memberships.iter().map(choice).collect()),
+            memberships: Some(self.membership_choices(&memberships).await),
         })
+    }
+
+    /// Describes memberships for a chooser, with the project's name and the profile's name as
+    /// `display` where the references have none, so people can tell the entries apart.
+    async fn membership_choices(&self, memberships: &[ProjectMembership]) -> Vec<MembershipChoice> {
+        let mut choices = Vec::with_capacity(memberships.len());
+        for membership in memberships {
+            let mut project = membership.project.clone();
+            if project.display.is_none()
+                && let Ok(found) = self.repo.read_reference::<Project>(&project).await
+            {
+                project.display = found.name;
+            }
+            let mut profile = membership.profile.clone();
+            if profile.display.is_none()
+                && let Some((resource_type, id)) = profile.parts()
+                && let Ok(resource) = self.repo.store.read(resource_type, id).await
+            {
+                profile.display = display_name(&resource);
+            }
+            choices.push(MembershipChoice {
+                id: membership.id.clone(),
+                project,
+                profile,
+            });
+        }
+        choices
     }
 
     /// Marks a login revoked; every token issued from it stops working.
@@ -514,12 +550,24 @@ impl Services {
     }
 }
 
-fn choice(membership: &ProjectMembership) -> MembershipChoice {
-    MembershipChoice {
-        id: membership.id.clone(),
-        project: membership.project.clone(),
-        profile: membership.profile.clone(),
+/// Formats the first `HumanName` of a profile resource (or a client's `name`) for display.
+fn display_name(resource: &serde_json::Value) -> Option<String> {
+    if let Some(name) = resource.get("name").and_then(serde_json::Value::as_str) {
+        return Some(name.to_string());
     }
+    let name = resource.get("name")?.get(0)?;
+    if let Some(text) = name.get("text").and_then(serde_json::Value::as_str) {
+        return Some(text.to_string());
+    }
+    let mut parts: Vec<&str> = name
+        .get("given")
+        .and_then(serde_json::Value::as_array)
+        .map(|given| given.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(family) = name.get("family").and_then(serde_json::Value::as_str) {
+        parts.push(family);
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// The project a login is restricted to: the client's project, which an explicit
@@ -548,6 +596,19 @@ fn resolve_project(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names() {
+        let practitioner =
+            serde_json::json!({"name": [{"given": ["Alice", "B."], "family": "Smith"}]});
+        assert_eq!(
+            display_name(&practitioner).as_deref(),
+            Some("Alice B. Smith")
+        );
+        let client = serde_json::json!({"name": "Chart viewer"});
+        assert_eq!(display_name(&client).as_deref(), Some("Chart viewer"));
+        assert_eq!(display_name(&serde_json::json!({})), None);
+    }
 
     #[test]
     fn email_shapes() {

@@ -191,9 +191,10 @@ impl Services {
         // The user and its first login are written together, so a failure leaves neither.
         // NOTE: two concurrent registrations of one email can both pass the duplicate check
         // above, because the store has no unique index on User email.
-        let user_value = self
-            .repo
-            .prepare_create(user.to_json(), &WriteContext::system(None))?;
+        // A project-scoped user belongs to its project, so the project's admins can find and
+        // manage it; a server-scoped user belongs to no project.
+        let user_context = WriteContext::system(registration.project_id());
+        let user_value = self.repo.prepare_create(user.to_json(), &user_context)?;
         let login_value = self
             .repo
             .prepare_create(login.to_json(), &WriteContext::system(None))?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use medgate_fhir::Reference;
 use medgate_fhir::resources::TypedResource;
-use medgate_fhir::search::SearchRequest;
+use medgate_fhir::search::{SearchRequest, patient_compartment};
 use medgate_store::{SearchScope, Store, WriteOp};
 use serde_json::{Value, json};
 
@@ -40,8 +40,9 @@ impl WriteContext {
 }
 
 impl Repo {
-    /// Sets `id` (when absent), `meta.versionId`, `meta.lastUpdated`, `meta.project` and
-    /// `meta.author` on a resource about to be created, and returns the write.
+    /// Sets `id` (when absent), `meta.versionId`, `meta.lastUpdated`, `meta.project`,
+    /// `meta.author` and `meta.compartment` on a resource about to be created, and returns
+    /// the write.
     pub fn prepare_create(
         &self,
         mut resource: Value,
@@ -66,6 +67,13 @@ impl Repo {
     }
 
     fn stamp_meta(&self, resource: &mut Value, context: &WriteContext) -> ServiceResult<()> {
+        // `meta.compartment` lists the Patient compartments the resource belongs to, as
+        // Medplum sets it; the resource content decides them, never the client.
+        let compartments: Vec<Value> = patient_compartment(resource)
+            .into_iter()
+            .map(|reference| json!({"reference": reference}))
+            .collect();
+
         let object = resource
             .as_object_mut()
             .ok_or_else(|| ServiceError::invalid("Resource must be a JSON object"))?;
@@ -86,6 +94,12 @@ impl Repo {
         }
         if let Some(author) = &context.author {
             meta["author"] = serde_json::to_value(author).unwrap_or(Value::Null);
+        }
+
+        if compartments.is_empty() {
+            meta.as_object_mut().map(|meta| meta.remove("compartment"));
+        } else {
+            meta["compartment"] = Value::Array(compartments);
         }
         Ok(())
     }

@@ -3,9 +3,13 @@
 //! The store keeps FHIR resources as JSON with every version, and a table of search values
 //! extracted at write time. It assigns nothing itself: ids, `meta.versionId` and
 //! `meta.lastUpdated` come from the caller, which owns the clock and the random source.
+//!
+//! Opening a store migrates it and, when the search values were extracted under other rules
+//! than `medgate_fhir::search::INDEX_VERSION`, rebuilds them before it returns.
 
 mod error;
 mod postgres;
+mod search_sql;
 mod sql;
 mod sql_store;
 mod sqlite;
@@ -73,8 +77,13 @@ pub trait Store: Send + Sync + 'static {
     /// `meta.lastUpdated`. Deletion entries are omitted.
     async fn history(&self, resource_type: &str, id: &str) -> StoreResult<Vec<Value>>;
 
-    /// Current, non-deleted resources matching every filter, oldest first.
+    /// Returns one page of the current, non-deleted resources matching every filter, in the
+    /// order of the request's `_sort` keys and then oldest `meta.lastUpdated` first, with
+    /// resources written in the same millisecond in the order they were created.
     async fn search(&self, scope: SearchScope<'_>) -> StoreResult<Vec<Value>>;
+
+    /// Counts the current, non-deleted resources matching every filter, whatever the page.
+    async fn count(&self, scope: SearchScope<'_>) -> StoreResult<u64>;
 
     /// Applies every operation in one transaction: all of them happen, or none.
     async fn write(&self, batch: Vec<WriteOp>) -> StoreResult<()>;

@@ -11,8 +11,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and migrates. With `schema`, every table lives in that schema (created if
-    /// missing), which lets tests share one database without seeing each other's rows.
+    /// Connects, migrates and brings the search index up to date. With `schema`, every table
+    /// lives in that schema (created if missing), which lets tests share one database without
+    /// seeing each other's rows.
     pub async fn open(url: &str, schema: Option<&str>) -> StoreResult<Self> {
         let mut options = PgConnectOptions::from_str(url)?;
         if let Some(schema) = schema {
@@ -43,7 +44,9 @@ impl PostgresStore {
             .await?;
         // The migrator holds an advisory lock, so processes starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.rebuild_index_if_outdated().await?;
+        Ok(store)
     }
 
     fn reader(&self) -> &PgPool {
@@ -73,7 +76,12 @@ fn escape_startup_option(value: &str) -> String {
     escaped
 }
 
-crate::sql_store::impl_store!(PostgresStore, sqlx::Postgres);
+crate::sql_store::impl_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    lock_rows = " FOR UPDATE",
+    insertion_order = "r.seq"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,38 @@
 //! The [`Store`](crate::Store) implementation, written once and expanded for each back end.
-//! The SQL is shared (see `sql.rs`); only the sqlx database type differs, and a macro avoids
-//! the long list of generic bounds that sqlx would need for one generic implementation.
+//! The SQL is shared (see `sql.rs` and `search_sql.rs`), and only the sqlx database type and
+//! the row lock differ. A macro avoids the long list of generic bounds that sqlx would need
+//! for one generic implementation.
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, lock_rows = $lock_rows:expr, insertion_order = $insertion_order:expr) => {
         use async_trait::async_trait;
+        use medgate_fhir::search::INDEX_VERSION;
         use serde_json::Value;
         use sqlx::Row as _;
+        use tracing::{error, info};
 
+        use crate::search_sql;
         use crate::sql::{self, Bind, Row, Statement};
         use crate::{SearchScope, Store, StoreError, WriteOp};
+
+        /// Resources re-indexed per transaction when the extraction rules change.
+        const REINDEX_BATCH: i64 = 500;
+
+        fn bind_all<'q>(
+            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            binds: Vec<Bind>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            for bind in binds {
+                query = match bind {
+                    Bind::Text(text) => query.bind(text),
+                    Bind::OptionalText(text) => query.bind(text),
+                    Bind::Int(number) => query.bind(number),
+                    Bind::Float(number) => query.bind(number),
+                    Bind::OptionalFloat(number) => query.bind(number),
+                };
+            }
+            query
+        }
 
         fn map_insert_error(error: sqlx::Error) -> StoreError {
             match &error {
@@ -24,14 +47,9 @@ macro_rules! impl_store {
             tx: &mut sqlx::Transaction<'_, $db>,
             statement: Statement,
         ) -> Result<(), StoreError> {
-            let mut query = sqlx::query::<$db>(&statement.sql);
-            for bind in statement.binds {
-                query = match bind {
-                    Bind::Text(text) => query.bind(text),
-                    Bind::Int(number) => query.bind(number),
-                };
-            }
-            query.execute(&mut **tx).await?;
+            bind_all(sqlx::query::<$db>(&statement.sql), statement.binds)
+                .execute(&mut **tx)
+                .await?;
             Ok(())
         }
 
@@ -55,19 +73,80 @@ macro_rules! impl_store {
 
         async fn replace_index(
             tx: &mut sqlx::Transaction<'_, $db>,
-            row: &Row,
+            resource_type: &str,
+            id: &str,
             resource: Option<&Value>,
         ) -> Result<(), StoreError> {
             sqlx::query::<$db>(sql::DELETE_INDEX)
-                .bind(&row.resource_type)
-                .bind(&row.id)
+                .bind(resource_type)
+                .bind(id)
                 .execute(&mut **tx)
                 .await?;
-            if let Some(statement) = resource
-                .and_then(|resource| sql::insert_index(&row.resource_type, &row.id, resource))
-            {
-                execute_statement(tx, statement).await?;
+            if let Some(resource) = resource {
+                for statement in sql::insert_index(resource_type, id, resource) {
+                    execute_statement(tx, statement).await?;
+                }
             }
+            Ok(())
+        }
+
+        /// Rebuilds every current resource's index rows when they were extracted under
+        /// other rules than [`INDEX_VERSION`], in batches of one transaction each, and then
+        /// records the version. Each batch locks its rows (on PostgreSQL), so a concurrent
+        /// update cannot be overwritten with rows of the version read before it.
+        async fn rebuild_outdated_index(
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<(), StoreError> {
+            let stored: i64 = sqlx::query_scalar::<$db, i64>(sql::SELECT_INDEX_VERSION)
+                .fetch_one(pool)
+                .await?;
+            if stored == INDEX_VERSION {
+                return Ok(());
+            }
+            info!(from = stored, to = INDEX_VERSION, "rebuilding the search index");
+            let batch_sql = format!("{}{}", sql::SELECT_REINDEX_BATCH, $lock_rows);
+            let mut after = (String::new(), String::new());
+            let mut rebuilt = 0_u64;
+            let mut unreadable = 0_u64;
+            loop {
+                let mut tx = pool.begin().await?;
+                let rows = sqlx::query::<$db>(&batch_sql)
+                    .bind(&after.0)
+                    .bind(&after.1)
+                    .bind(REINDEX_BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(last) = rows.last() else {
+                    tx.commit().await?;
+                    break;
+                };
+                after = (last.try_get("resource_type")?, last.try_get("id")?);
+                for row in &rows {
+                    let resource_type: String = row.try_get("resource_type")?;
+                    let id: String = row.try_get("id")?;
+                    let content: String = row.try_get("content")?;
+                    let resource = match serde_json::from_str::<Value>(&content) {
+                        Ok(resource) => Some(resource),
+                        Err(parse_error) => {
+                            // The resource stays readable as stored, and unsearchable.
+                            error!(resource_type, id, error = %parse_error,
+                                "stored resource is not valid JSON; it keeps no search values");
+                            unreadable += 1;
+                            None
+                        }
+                    };
+                    replace_index(&mut tx, &resource_type, &id, resource.as_ref()).await?;
+                }
+                tx.commit().await?;
+                rebuilt += rows.len() as u64;
+                info!(resources = rebuilt, "search index rebuild in progress");
+            }
+            sqlx::query::<$db>(sql::UPDATE_INDEX_VERSION)
+                .bind(INDEX_VERSION)
+                .execute(pool)
+                .await?;
+            info!(resources = rebuilt, unreadable, version = INDEX_VERSION,
+                "rebuilt the search index");
             Ok(())
         }
 
@@ -86,7 +165,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(map_insert_error)?;
                     write_version(tx, &row, false).await?;
-                    replace_index(tx, &row, Some(&resource)).await
+                    replace_index(tx, &row.resource_type, &row.id, Some(&resource)).await
                 }
                 WriteOp::Update {
                     resource,
@@ -123,7 +202,7 @@ macro_rules! impl_store {
                         });
                     }
                     write_version(tx, &row, false).await?;
-                    replace_index(tx, &row, Some(&resource)).await
+                    replace_index(tx, &row.resource_type, &row.id, Some(&resource)).await
                 }
                 WriteOp::Delete {
                     resource_type,
@@ -162,7 +241,7 @@ macro_rules! impl_store {
                         content: "{}".to_string(),
                     };
                     write_version(tx, &row, true).await?;
-                    replace_index(tx, &row, None).await
+                    replace_index(tx, &row.resource_type, &row.id, None).await
                 }
                 WriteOp::Claim { name, at } => {
                     let claimed = sqlx::query::<$db>(sql::CLAIM)
@@ -181,6 +260,13 @@ macro_rules! impl_store {
 
         fn parse_content(content: &str) -> Result<Value, StoreError> {
             Ok(serde_json::from_str(content)?)
+        }
+
+        impl $store {
+            /// Brings the search index up to the current extraction rules; runs at open.
+            async fn rebuild_index_if_outdated(&self) -> Result<(), StoreError> {
+                rebuild_outdated_index(self.writer()).await
+            }
         }
 
         #[async_trait]
@@ -233,19 +319,28 @@ macro_rules! impl_store {
             }
 
             async fn search(&self, scope: SearchScope<'_>) -> Result<Vec<Value>, StoreError> {
-                let statement =
-                    sql::select_search(scope.request, scope.project_id, scope.restriction);
-                let mut query = sqlx::query::<$db>(&statement.sql);
-                for bind in statement.binds {
-                    query = match bind {
-                        Bind::Text(text) => query.bind(text),
-                        Bind::Int(number) => query.bind(number),
-                    };
-                }
-                let rows = query.fetch_all(self.reader()).await?;
+                let statement = search_sql::select_search(
+                    scope.request,
+                    scope.project_id,
+                    scope.restriction,
+                    $insertion_order,
+                );
+                let rows = bind_all(sqlx::query::<$db>(&statement.sql), statement.binds)
+                    .fetch_all(self.reader())
+                    .await?;
                 rows.iter()
                     .map(|row| parse_content(&row.try_get::<String, _>("content")?))
                     .collect()
+            }
+
+            async fn count(&self, scope: SearchScope<'_>) -> Result<u64, StoreError> {
+                let statement =
+                    search_sql::count_search(scope.request, scope.project_id, scope.restriction);
+                let row = bind_all(sqlx::query::<$db>(&statement.sql), statement.binds)
+                    .fetch_one(self.reader())
+                    .await?;
+                let count: i64 = row.try_get(0)?;
+                Ok(u64::try_from(count).unwrap_or_default())
             }
 
             async fn write(&self, batch: Vec<WriteOp>) -> Result<(), StoreError> {

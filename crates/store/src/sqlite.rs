@@ -17,7 +17,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at a `sqlite://path` URL and migrates it.
+    /// Opens (creating if needed) the database at a `sqlite://path` URL, migrates it and
+    /// brings its search index up to date.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -33,7 +34,9 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { reader, writer })
+        let store = Self { reader, writer };
+        store.rebuild_index_if_outdated().await?;
+        Ok(store)
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -45,4 +48,13 @@ impl SqliteStore {
     }
 }
 
-crate::sql_store::impl_store!(SqliteStore, sqlx::Sqlite);
+// SQLite has one writer connection, so a batch's transaction already excludes other writes.
+// Its implicit `rowid` grows with each insert and stays the same on update.
+// NOTE: a VACUUM may renumber the rowids of a table without an INTEGER PRIMARY KEY, so
+// resources written in the same millisecond could then list in another order.
+crate::sql_store::impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    lock_rows = "",
+    insertion_order = "r.rowid"
+);

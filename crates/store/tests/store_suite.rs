@@ -71,7 +71,27 @@ store_cases!(
     search_boolean_token,
     update_replaces_index_values,
     update_moves_project,
+    search_token_forms,
+    search_string_modifiers,
+    search_reference_forms,
+    search_uri_exact,
+    search_date_prefixes,
+    search_number_prefixes,
+    search_last_updated,
+    search_sort_keys,
+    search_count_matches,
+    search_restriction_kinds,
+    search_patient_compartment,
+    search_agrees_with_matches,
+    search_same_instant_creation_order,
 );
+
+#[path = "store_suite/search_cases.rs"]
+mod search_cases;
+use search_cases::*;
+
+#[path = "store_suite/reindex_cases.rs"]
+mod reindex_cases;
 
 /// A schema name with capitals, a space and a quote must reach CREATE SCHEMA and search_path
 /// alike, or the tables land elsewhere or the migration fails.
@@ -916,9 +936,14 @@ async fn search_string_prefix(store: Arc<dyn Store>) {
         search_ids(&*store, "Practitioner", &[("family", "sm")]).await,
         vec![id_of(&smith), id_of(&smithers), id_of(&smythe)]
     );
+    // `:exact` compares the name as written, case included (FHIR R4 search.html#modifiers).
+    assert_eq!(
+        search_ids(&*store, "Practitioner", &[("name:exact", "Smith")]).await,
+        vec![id_of(&smith)]
+    );
     assert_eq!(
         search_ids(&*store, "Practitioner", &[("name:exact", "smith")]).await,
-        vec![id_of(&smith)]
+        Vec::<String>::new()
     );
 
     // LIKE wildcards and the escape character in a query match only themselves.

@@ -5,6 +5,7 @@
 //! `Location`.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,20 +13,30 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use medgate_fhir::OperationOutcome;
 use medgate_service::ServiceError;
-use medgate_service::fhir_rest::FhirCaller;
+use medgate_service::fhir_rest::{ConditionalWrite, FhirCaller, parse_condition};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::AppState;
 use crate::error::{OutcomeError, fhir_json};
-use crate::extract::{Authenticated, JsonBody};
+use crate::extract::{Authenticated, JsonBody, parse_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/fhir/R4/{resource_type}", get(search).post(create))
+        .route("/fhir/R4", post(bundle))
+        .route("/fhir/R4/", post(bundle))
+        .route("/fhir/R4/metadata", get(metadata))
+        .route(
+            "/fhir/R4/{resource_type}",
+            get(search)
+                .post(create)
+                .put(conditional_update)
+                .delete(conditional_delete),
+        )
+        .route("/fhir/R4/{resource_type}/_search", post(search_form))
         .route(
             "/fhir/R4/{resource_type}/{id}",
-            get(read).put(update).delete(delete),
+            get(read).put(update).patch(patch).delete(delete),
         )
         .route("/fhir/R4/{resource_type}/{id}/_history", get(history))
         .route(
@@ -163,12 +174,31 @@ async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     FhirPath(resource_type): FhirPath<String>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, OutcomeError> {
+    // If-None-Exist makes the create conditional (FHIR R4 "RESTful API", conditional create).
+    if let Some(condition) = headers.get("if-none-exist") {
+        let condition = condition.to_str().map_err(|_| {
+            ServiceError::invalid("The If-None-Exist header must be a URL query string")
+        })?;
+        let condition = parse_condition(condition)?;
+        let written = state
+            .services
+            .fhir_conditional_create(&caller, &resource_type, body, &condition)
+            .await?;
+        return Ok(conditional_response(&state, &resource_type, written));
+    }
+
     let resource = state
         .services
         .fhir_create(&caller, &resource_type, body)
         .await?;
+    Ok(created_response(&state, &resource_type, &resource))
+}
+
+/// Builds the 201 response of a create, with `Location`.
+fn created_response(state: &AppState, resource_type: &str, resource: &Value) -> Response {
     let id = resource
         .get("id")
         .and_then(Value::as_str)
@@ -177,14 +207,28 @@ async fn create(
         .services
         .config
         .url(&format!("fhir/R4/{resource_type}/{id}"));
-    let mut response = resource_response(StatusCode::CREATED, &resource);
+    let mut response = resource_response(StatusCode::CREATED, resource);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if resource.get("secret").is_some() {
         response = no_store(response);
     }
-    Ok(response)
+    response
+}
+
+/// Builds the response of a conditional create or update: 201 when it created the resource,
+/// 200 otherwise.
+fn conditional_response(
+    state: &AppState,
+    resource_type: &str,
+    written: ConditionalWrite,
+) -> Response {
+    if written.created {
+        created_response(state, resource_type, &written.resource)
+    } else {
+        resource_response(StatusCode::OK, &written.resource)
+    }
 }
 
 async fn search(
@@ -193,11 +237,7 @@ async fn search(
     FhirPath(resource_type): FhirPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, OutcomeError> {
-    // Form decoding turns `+` into a space, as MedplumClient encodes spaces.
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let pairs = query_pairs(query.as_deref());
     let bundle = state
         .services
         .fhir_search(&caller, &resource_type, &pairs)
@@ -272,6 +312,151 @@ async fn delete(
         .fhir_delete(&caller, &resource_type, &id)
         .await?;
     Ok(fhir_json(StatusCode::OK, &OperationOutcome::all_ok()))
+}
+
+/// Decodes a URL query string; form decoding turns `+` into a space, as MedplumClient
+/// encodes spaces.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Returns the media type of a request without its parameters, lower-cased.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn unsupported_media_type(message: &str) -> Response {
+    fhir_json(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        &OperationOutcome::bad_request(message, None),
+    )
+}
+
+/// `POST /fhir/R4/{type}/_search`: search with the parameters in an
+/// `application/x-www-form-urlencoded` body, and any in the URL, with the same result as
+/// `GET /fhir/R4/{type}?…` (FHIR R4 "Search").
+async fn search_form(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath(resource_type): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OutcomeError> {
+    if !body.is_empty() && media_type(&headers) != "application/x-www-form-urlencoded" {
+        return Ok(unsupported_media_type(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let mut pairs = query_pairs(query.as_deref());
+    pairs.extend(url::form_urlencoded::parse(&body).into_owned());
+    let bundle = state
+        .services
+        .fhir_search(&caller, &resource_type, &pairs)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// `PATCH /fhir/R4/{type}/{id}` with a JSON Patch document (RFC 6902).
+async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OutcomeError> {
+    if media_type(&headers) != "application/json-patch+json" {
+        return Ok(unsupported_media_type(
+            "Content-Type must be application/json-patch+json",
+        ));
+    }
+    let document: Value = parse_json(&body)?;
+    let expected_version = if_match(&headers);
+    let resource = state
+        .services
+        .fhir_patch(
+            &caller,
+            &resource_type,
+            &id,
+            &document,
+            expected_version.as_deref(),
+        )
+        .await?;
+    Ok(resource_response(StatusCode::OK, &resource))
+}
+
+/// `PUT /fhir/R4/{type}?[search parameters]`: conditional update.
+async fn conditional_update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath(resource_type): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, OutcomeError> {
+    let condition = parse_condition(query.as_deref().unwrap_or_default())?;
+    let expected_version = if_match(&headers);
+    let written = state
+        .services
+        .fhir_conditional_update(
+            &caller,
+            &resource_type,
+            body,
+            &condition,
+            expected_version.as_deref(),
+        )
+        .await?;
+    Ok(conditional_response(&state, &resource_type, written))
+}
+
+/// `DELETE /fhir/R4/{type}?[search parameters]`: conditional delete of a single match.
+async fn conditional_delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath(resource_type): FhirPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, OutcomeError> {
+    let condition = parse_condition(query.as_deref().unwrap_or_default())?;
+    state
+        .services
+        .fhir_conditional_delete(&caller, &resource_type, &condition)
+        .await?;
+    Ok(fhir_json(StatusCode::OK, &OperationOutcome::all_ok()))
+}
+
+/// `POST /fhir/R4/` with a batch or transaction Bundle.
+async fn bundle(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, OutcomeError> {
+    let response = state.services.fhir_bundle(&caller, body).await?;
+    let shows_secret = response
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|entry| entry.pointer("/resource/secret").is_some());
+    let response = fhir_json(StatusCode::OK, &response);
+    Ok(if shows_secret {
+        no_store(response)
+    } else {
+        response
+    })
+}
+
+/// `GET /fhir/R4/metadata`: the CapabilityStatement, without authentication, as FHIR
+/// clients read it before they sign in.
+async fn metadata(State(state): State<AppState>) -> Response {
+    fhir_json(StatusCode::OK, &state.services.fhir_capability_statement())
 }
 
 /// `POST /fhir/R4/{type}/{id}/${operation}`; only `ClientApplication/$rotate-secret` exists.

@@ -45,7 +45,6 @@ async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint": config.url("oauth2/token"),
         "userinfo_endpoint": config.url("oauth2/userinfo"),
         "jwks_uri": config.url(".well-known/jwks.json"),
-        "end_session_endpoint": config.url("oauth2/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": GRANT_TYPES,

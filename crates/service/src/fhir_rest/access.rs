@@ -1,31 +1,20 @@
-//! Access rules of the FHIR API, until access policies are enforced.
+//! Who may do what in the FHIR API: the caller's computed access (`crate::access`) applied
+//! to the REST interactions.
 //!
-//! - A super admin (a member of a project with `superAdmin: true`) reaches every resource of
-//!   every project.
-//! - A project admin (`ProjectMembership.admin`) reaches the resources of their own project.
-//!   Resources of other projects look missing (404), never forbidden, so that a caller
-//!   cannot probe which ids exist elsewhere.
-//! - Every other member may only read their own profile and their own membership, which
-//!   `MedplumClient.getProfile` needs.
-//! - `Login` and `JsonWebKey` belong to no project and only super admins reach them.
+//! - A type or interaction the policy does not allow at all is 403 (`forbidden`), decided
+//!   before anything is read, so it reveals nothing about which ids exist.
+//! - A resource of another project, or one outside the policy's criteria, is 404, as if it
+//!   did not exist.
+//! - Super admins (members of a project with `superAdmin: true`) reach every resource of
+//!   every project, protected types included.
 
-use serde_json::Value;
+use medgate_fhir::search::Restriction;
+use serde_json::{Map, Value, json};
 
+use crate::Services;
+pub(super) use crate::access::{Interaction, PROTECTED_TYPES};
 use crate::error::{ServiceError, ServiceResult};
 use crate::session::AuthContext;
-
-/// Resource types that hold server internals: sign-in sessions and signing keys.
-pub(super) const PROTECTED_TYPES: &[&str] = &["JsonWebKey", "Login"];
-
-/// FHIR REST interactions (FHIR R4, "RESTful API"); `vread` and `history` count as reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Interaction {
-    Create,
-    Read,
-    Search,
-    Update,
-    Delete,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
@@ -53,53 +42,12 @@ pub(super) fn check_interaction(
     resource_type: &str,
     interaction: Interaction,
 ) -> ServiceResult<()> {
-    let role = Role::of(auth);
-
-    // protected types: super admins read, update and delete them, but only the server
-    // creates them, because a key or a sign-in session written by hand would lack the
-    // secrets that a REST write can never set.
-    // NOTE: a JsonWebKey update or delete changes a process's in-memory signing keys only
-    // when that process next reloads them.
-    if PROTECTED_TYPES.contains(&resource_type) {
-        return match (role, interaction) {
-            (Role::SuperAdmin, Interaction::Create) => Err(ServiceError::Forbidden),
-            (Role::SuperAdmin, _) => Ok(()),
-            _ => Err(ServiceError::Forbidden),
-        };
+    // Protected types are created by the server only, because a key or a sign-in session
+    // written by hand would lack the secrets that a REST write can never set.
+    if PROTECTED_TYPES.contains(&resource_type) && interaction == Interaction::Create {
+        return Err(ServiceError::Forbidden);
     }
-
-    match role {
-        Role::SuperAdmin => Ok(()),
-        // A project admin manages their own project but neither creates nor deletes projects.
-        Role::ProjectAdmin
-            if resource_type == "Project"
-                && matches!(interaction, Interaction::Create | Interaction::Delete) =>
-        {
-            Err(ServiceError::Forbidden)
-        }
-        Role::ProjectAdmin => Ok(()),
-        Role::Member if interaction == Interaction::Read => Ok(()),
-        Role::Member => Err(ServiceError::Forbidden),
-    }
-}
-
-/// Checks that a plain member reads their own profile or their own membership. It runs
-/// before the resource is read, so the 403 reveals nothing about whether the id exists.
-pub(super) fn check_member_target(
-    auth: &AuthContext,
-    resource_type: &str,
-    id: &str,
-) -> ServiceResult<()> {
-    if Role::of(auth) != Role::Member {
-        return Ok(());
-    }
-    let own_profile = auth.membership.profile.parts() == Some((resource_type, id));
-    let own_membership = resource_type == "ProjectMembership" && id == auth.membership.id;
-    if own_profile || own_membership {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden)
-    }
+    auth.access.check_type(resource_type, interaction)
 }
 
 /// Checks that a resource read from the store belongs to the caller's project. For anyone
@@ -119,6 +67,36 @@ pub(super) fn check_project(
     }
 }
 
+/// Checks that a stored resource of the caller's project is within the policy's reach for
+/// `interaction`; a resource outside it is not found, like one of another project.
+pub(super) fn check_reach(
+    auth: &AuthContext,
+    resource: &Value,
+    interaction: Interaction,
+) -> ServiceResult<()> {
+    if auth.access.can(resource, interaction)? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound)
+    }
+}
+
+/// Checks that the caller can see a resource read from the store: its project, then the
+/// policy. Use it for every resource a response reveals that no search restriction chose,
+/// such as the targets of `_include` or the entries of a batch read.
+pub fn check_visible(
+    auth: &AuthContext,
+    resource: &Value,
+    interaction: Interaction,
+) -> ServiceResult<()> {
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    check_project(auth, resource_type, resource)?;
+    check_reach(auth, resource, interaction)
+}
+
 /// Returns the project a resource belongs to: a Project belongs to itself, any other
 /// resource to its `meta.project`.
 pub(super) fn owning_project<'a>(resource_type: &str, resource: &'a Value) -> Option<&'a str> {
@@ -131,74 +109,269 @@ pub(super) fn owning_project<'a>(resource_type: &str, resource: &'a Value) -> Op
         .and_then(Value::as_str)
 }
 
+/// Where a search of one type looks and which stored resources it may return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchLimits {
+    /// The project whose resources are searched; `None` searches every project.
+    pub project_id: Option<String>,
+    /// The policy's condition, for the store to apply (`SearchScope::restriction`).
+    pub restriction: Option<Restriction>,
+}
+
+/// Computes the limits of a search of `resource_type` for the caller, or 403 when the
+/// policy does not allow `interaction` on the type at all. Every search that returns
+/// resources, including `_include` and `_revinclude` targets, goes through these limits.
+pub fn search_limits(
+    auth: &AuthContext,
+    resource_type: &str,
+    interaction: Interaction,
+) -> ServiceResult<SearchLimits> {
+    check_interaction(auth, resource_type, interaction)?;
+    if Role::of(auth) == Role::SuperAdmin {
+        return Ok(SearchLimits {
+            project_id: None,
+            restriction: None,
+        });
+    }
+    let restriction = auth.access.restriction(resource_type, interaction)?;
+    // A Project belongs to itself, not to a project of its own, so its search is not limited
+    // to a project: the admin overlay's criteria name the projects the caller may see.
+    let project_id = if resource_type == "Project" {
+        None
+    } else {
+        Some(auth.project_id().to_string())
+    };
+    Ok(SearchLimits {
+        project_id,
+        restriction,
+    })
+}
+
+/// Checks that the caller may write (update or delete) a stored resource they can see;
+/// 403 otherwise, because the resource itself was already shown to exist.
+pub(super) fn check_writable(
+    auth: &AuthContext,
+    stored: &Value,
+    interaction: Interaction,
+) -> ServiceResult<()> {
+    if auth.access.can(stored, interaction)? {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden)
+    }
+}
+
+fn reference_value(reference: &str) -> Value {
+    json!({ "reference": reference })
+}
+
+/// Sets the `meta` fields that come from the caller's access: `onBehalfOf`, the profile the
+/// request acts for, and `accounts` (with Medplum's older single `account`), which on create
+/// is the policy's `compartment` and on update the stored accounts. A super admin's create
+/// gets no policy compartment, as their policy sets no limits.
+pub(super) fn stamp_access_meta(
+    auth: &AuthContext,
+    resource: &mut Map<String, Value>,
+    stored: Option<&Value>,
+) {
+    let accounts: Vec<Value> = match stored {
+        Some(stored) => stored
+            .get("meta")
+            .and_then(|meta| meta.get("accounts"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        None if !auth.access.is_super_admin() => auth
+            .access
+            .policy
+            .compartment
+            .iter()
+            .filter(|compartment| compartment.parts().is_some())
+            .map(|compartment| reference_value(&compartment.reference))
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let meta = resource
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    if let Some(target) = &auth.on_behalf_of {
+        meta.insert(
+            "onBehalfOf".to_string(),
+            reference_value(&target.profile.reference),
+        );
+    }
+    if let Some(first) = accounts.first() {
+        meta.insert("account".to_string(), first.clone());
+        meta.insert("accounts".to_string(), Value::Array(accounts.clone()));
+    }
+}
+
+/// Applies the caller's policy to a version about to be written: hidden and read-only
+/// fields keep their stored values, the access `meta` is stamped, and the result must be
+/// within the policy's reach and pass its write constraints (403 otherwise). `stored` is the
+/// current version on an update.
+pub(super) fn apply_write_policy(
+    auth: &AuthContext,
+    stored: Option<&Value>,
+    resource: Map<String, Value>,
+    project_id: Option<&str>,
+    interaction: Interaction,
+) -> ServiceResult<Map<String, Value>> {
+    let mut value = Value::Object(resource);
+    auth.access.protect_fields(stored, &mut value)?;
+    let Value::Object(mut resource) = value else {
+        return Err(ServiceError::Internal(
+            "a resource stopped being a JSON object".to_string(),
+        ));
+    };
+    stamp_access_meta(auth, &mut resource, stored);
+
+    // The check runs on the version as it will be stored, `meta.project` included.
+    let mut written = Value::Object(resource);
+    if let (Some(project_id), Some(meta)) = (project_id, written.get_mut("meta")) {
+        meta["project"] = Value::String(project_id.to_string());
+    }
+    auth.access.check_write(stored, &written, interaction)?;
+    let Value::Object(resource) = written else {
+        return Err(ServiceError::Internal(
+            "a resource stopped being a JSON object".to_string(),
+        ));
+    };
+    Ok(resource)
+}
+
+/// The profile types of `Project.defaultAccessPolicies`, for a membership.
+fn default_policy_profile_type(membership: &Map<String, Value>) -> Option<String> {
+    if membership.get("admin").and_then(Value::as_bool) == Some(true) {
+        return Some("Admin".to_string());
+    }
+    membership
+        .get("profile")
+        .and_then(|profile| profile.get("reference"))
+        .and_then(Value::as_str)
+        .and_then(|reference| reference.split_once('/'))
+        .map(|(resource_type, _)| resource_type.to_string())
+}
+
+/// Picks the project's default policy for a new membership: the entry of
+/// `Project.defaultAccessPolicies` (also read under the name `defaultAccessPolicy`) for the
+/// membership's profile type, with `Admin` for admins, or, for a Patient, the legacy
+/// `defaultPatientAccessPolicy`.
+pub(super) fn default_access_policy(
+    project: &Value,
+    membership: &Map<String, Value>,
+) -> Option<Value> {
+    let profile_type = default_policy_profile_type(membership)?;
+    let defaults = project
+        .get("defaultAccessPolicies")
+        .or_else(|| project.get("defaultAccessPolicy"))
+        .and_then(Value::as_array);
+    let by_type = |wanted: &str| {
+        defaults
+            .into_iter()
+            .flatten()
+            .find(|entry| entry.get("profileType").and_then(Value::as_str) == Some(wanted))
+            .and_then(|entry| entry.get("accessPolicy"))
+            .cloned()
+    };
+    if let Some(policy) = by_type(&profile_type) {
+        return Some(policy);
+    }
+    let profile_resource_type = membership
+        .get("profile")
+        .and_then(|profile| profile.get("reference"))
+        .and_then(Value::as_str)
+        .and_then(|reference| reference.split_once('/'))
+        .map(|(resource_type, _)| resource_type);
+    if profile_type == "Admin"
+        && let Some(resource_type) = profile_resource_type
+        && let Some(policy) = by_type(resource_type)
+    {
+        return Some(policy);
+    }
+    if profile_resource_type == Some("Patient") {
+        return project.get("defaultPatientAccessPolicy").cloned();
+    }
+    None
+}
+
+impl Services {
+    /// Gives a membership created without any policy the project's default for its profile
+    /// type, so new members never fall back to the open legacy policy by accident.
+    pub(super) async fn apply_default_access_policy(
+        &self,
+        membership: &mut Map<String, Value>,
+    ) -> ServiceResult<()> {
+        if membership.contains_key("accessPolicy") || membership.contains_key("access") {
+            return Ok(());
+        }
+        let Some(project_id) = membership
+            .get("project")
+            .and_then(|project| project.get("reference"))
+            .and_then(Value::as_str)
+            .and_then(|reference| reference.strip_prefix("Project/"))
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        let Some(project) = self.read_existing("Project", &project_id).await? else {
+            return Ok(());
+        };
+        if let Some(policy) = default_access_policy(&project, membership) {
+            membership.insert("accessPolicy".to_string(), policy);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medgate_fhir::Reference;
-    use medgate_fhir::resources::{Login, Project, ProjectMembership};
-    use serde_json::json;
 
-    fn caller(super_admin: bool, admin: bool) -> AuthContext {
-        AuthContext {
-            login: Login::default(),
-            membership: ProjectMembership {
-                id: "m1".to_string(),
-                project: Reference::new("Project", "p1"),
-                user: Reference::new("User", "u1"),
-                profile: Reference::new("Practitioner", "pr1"),
-                admin: admin.then_some(true),
-                ..Default::default()
-            },
-            project: Project {
-                id: "p1".to_string(),
-                super_admin: super_admin.then_some(true),
-                ..Default::default()
-            },
-            claims: json!({}),
-        }
+    fn membership(profile: &str, admin: bool) -> Map<String, Value> {
+        json!({"resourceType": "ProjectMembership", "profile": {"reference": profile},
+            "admin": admin})
+        .as_object()
+        .cloned()
+        .unwrap()
     }
 
     #[test]
-    fn protected_types_only_for_super_admins() {
-        let admin = caller(false, true);
-        let super_admin = caller(true, true);
-        for interaction in [Interaction::Read, Interaction::Search, Interaction::Update] {
-            assert!(check_interaction(&admin, "Login", interaction).is_err());
-            assert!(check_interaction(&super_admin, "Login", interaction).is_ok());
-        }
-        assert!(check_interaction(&super_admin, "JsonWebKey", Interaction::Create).is_err());
+    fn default_policy_by_profile_type() {
+        let project = json!({"defaultAccessPolicies": [
+            {"profileType": "Practitioner", "accessPolicy": {"reference": "AccessPolicy/pr"}},
+            {"profileType": "Admin", "accessPolicy": {"reference": "AccessPolicy/ad"}}
+        ], "defaultPatientAccessPolicy": {"reference": "AccessPolicy/pt"}});
+        assert_eq!(
+            default_access_policy(&project, &membership("Practitioner/1", false)),
+            Some(json!({"reference": "AccessPolicy/pr"}))
+        );
+        assert_eq!(
+            default_access_policy(&project, &membership("Practitioner/1", true)),
+            Some(json!({"reference": "AccessPolicy/ad"}))
+        );
+        assert_eq!(
+            default_access_policy(&project, &membership("Patient/1", false)),
+            Some(json!({"reference": "AccessPolicy/pt"}))
+        );
+        assert_eq!(
+            default_access_policy(&project, &membership("RelatedPerson/1", false)),
+            None
+        );
     }
 
     #[test]
-    fn project_admin_cannot_create_or_delete_projects() {
-        let admin = caller(false, true);
-        assert!(check_interaction(&admin, "Project", Interaction::Create).is_err());
-        assert!(check_interaction(&admin, "Project", Interaction::Delete).is_err());
-        assert!(check_interaction(&admin, "Project", Interaction::Update).is_ok());
-        assert!(check_interaction(&admin, "Patient", Interaction::Delete).is_ok());
-    }
-
-    #[test]
-    fn member_reads_only_own_profile_and_membership() {
-        let member = caller(false, false);
-        assert!(check_interaction(&member, "Patient", Interaction::Search).is_err());
-        assert!(check_member_target(&member, "Practitioner", "pr1").is_ok());
-        assert!(check_member_target(&member, "ProjectMembership", "m1").is_ok());
-        assert!(check_member_target(&member, "Practitioner", "pr2").is_err());
-        assert!(check_member_target(&member, "Patient", "pr1").is_err());
-    }
-
-    #[test]
-    fn other_project_is_not_found() {
-        let admin = caller(false, true);
-        let own = json!({"resourceType": "Patient", "meta": {"project": "p1"}});
-        let other = json!({"resourceType": "Patient", "meta": {"project": "p2"}});
-        assert!(check_project(&admin, "Patient", &own).is_ok());
-        assert!(matches!(
-            check_project(&admin, "Patient", &other),
-            Err(ServiceError::NotFound)
-        ));
-        let project = json!({"resourceType": "Project", "id": "p1"});
-        assert!(check_project(&admin, "Project", &project).is_ok());
+    fn singular_field_name_is_read_too() {
+        let project = json!({"defaultAccessPolicy": [
+            {"profileType": "Patient", "accessPolicy": {"reference": "AccessPolicy/pt"}}
+        ]});
+        assert_eq!(
+            default_access_policy(&project, &membership("Patient/1", false)),
+            Some(json!({"reference": "AccessPolicy/pt"}))
+        );
     }
 }

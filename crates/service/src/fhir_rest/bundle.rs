@@ -6,11 +6,15 @@ use serde_json::{Value, json};
 pub(super) struct Page<'a> {
     /// `{baseUrl}fhir/R4/{type}`, without a query.
     pub type_url: &'a str,
+    /// `{baseUrl}fhir/R4/`, for the `fullUrl` of included resources of any type.
+    pub base_url: &'a str,
     /// The request's query parameters, decoded.
     pub query: &'a [(String, String)],
     pub offset: u32,
     pub count: u32,
     pub has_next: bool,
+    /// The number of matches on all pages, when `_total` requested it.
+    pub total: Option<u64>,
 }
 
 fn full_url(type_url: &str, resource: &Value) -> String {
@@ -34,13 +38,30 @@ fn url_with_query<'a>(type_url: &str, query: impl Iterator<Item = (&'a str, &'a 
     }
 }
 
-/// Builds a `searchset` Bundle (FHIR R4, "Search") with `self` and, when more results exist, `next`
-/// links. The `next` link repeats the query with `_offset` moved past this page.
-pub(super) fn searchset(page: &Page<'_>, resources: Vec<Value>) -> Value {
-    let entries: Vec<Value> = resources
+/// Builds a `searchset` Bundle (FHIR R4, "Search") with `self` and, when more results exist,
+/// `next` links. The `next` link repeats the query with `_offset` moved past this page. Each
+/// entry's `search.mode` distinguishes a match from a resource that `_include` or
+/// `_revinclude` added.
+pub(super) fn searchset(page: &Page<'_>, matches: Vec<Value>, included: Vec<Value>) -> Value {
+    let entry = |resource: Value, mode: &str| {
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let type_url = format!("{}{resource_type}", page.base_url);
+        json!({
+            "fullUrl": full_url(&type_url, &resource),
+            "resource": resource,
+            "search": {"mode": mode},
+        })
+    };
+    let entries: Vec<Value> = matches
         .into_iter()
-        .map(
-            |resource| json!({"fullUrl": full_url(page.type_url, &resource), "resource": resource}),
+        .map(|resource| entry(resource, "match"))
+        .chain(
+            included
+                .into_iter()
+                .map(|resource| entry(resource, "include")),
         )
         .collect();
     let pairs = || {
@@ -59,12 +80,16 @@ pub(super) fn searchset(page: &Page<'_>, resources: Vec<Value>) -> Value {
         );
         links.push(json!({"relation": "next", "url": next}));
     }
-    json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "entry": entries,
         "link": links,
-    })
+    });
+    if let Some(total) = page.total {
+        bundle["total"] = json!(total);
+    }
+    bundle
 }
 
 /// Builds a `history` Bundle (FHIR R4, "RESTful API", history), newest version first. Each
@@ -114,13 +139,21 @@ mod tests {
         ];
         let page = Page {
             type_url: "http://x/fhir/R4/Patient",
+            base_url: "http://x/fhir/R4/",
             query: &query,
             offset: 2,
             count: 2,
             has_next: true,
+            total: None,
         };
-        let bundle = searchset(&page, vec![json!({"resourceType": "Patient", "id": "a"})]);
+        let bundle = searchset(
+            &page,
+            vec![json!({"resourceType": "Patient", "id": "a"})],
+            Vec::new(),
+        );
         assert_eq!(bundle["entry"][0]["fullUrl"], "http://x/fhir/R4/Patient/a");
+        assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
+        assert!(bundle.get("total").is_none());
         assert_eq!(
             bundle["link"][0]["url"],
             "http://x/fhir/R4/Patient?name=My+App&_offset=2&_count=2"
@@ -135,14 +168,38 @@ mod tests {
     fn last_page_has_no_next() {
         let page = Page {
             type_url: "http://x/fhir/R4/Patient",
+            base_url: "http://x/fhir/R4/",
             query: &[],
             offset: 0,
             count: 20,
             has_next: false,
+            total: Some(0),
         };
-        let bundle = searchset(&page, Vec::new());
+        let bundle = searchset(&page, Vec::new(), Vec::new());
         assert_eq!(bundle["link"].as_array().unwrap().len(), 1);
         assert_eq!(bundle["link"][0]["url"], "http://x/fhir/R4/Patient");
+        assert_eq!(bundle["total"], 0);
+    }
+
+    #[test]
+    fn included_entries_marked() {
+        let page = Page {
+            type_url: "http://x/fhir/R4/Observation",
+            base_url: "http://x/fhir/R4/",
+            query: &[],
+            offset: 0,
+            count: 20,
+            has_next: false,
+            total: Some(1),
+        };
+        let bundle = searchset(
+            &page,
+            vec![json!({"resourceType": "Observation", "id": "o"})],
+            vec![json!({"resourceType": "Patient", "id": "p"})],
+        );
+        assert_eq!(bundle["entry"][1]["fullUrl"], "http://x/fhir/R4/Patient/p");
+        assert_eq!(bundle["entry"][1]["search"]["mode"], "include");
+        assert_eq!(bundle["total"], 1);
     }
 
     #[test]

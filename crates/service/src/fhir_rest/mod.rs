@@ -6,32 +6,44 @@
 //! `fields`, and the rules of the typed resources are in `prepare`. Every resource a caller
 //! gets back passes through `fields::present`, which strips secrets and secret hashes.
 
-mod access;
+pub mod access;
+mod batch;
 mod bundle;
+mod capability;
 mod client;
+mod conditional;
+mod deferred_store;
 mod fields;
+mod patch;
 mod prepare;
+mod references;
+mod search;
+mod validate;
 
 use medgate_fhir::Reference;
-use medgate_fhir::search::{Filter, FilterOp, SUPPORTED_TYPES, SearchRequest};
+use medgate_fhir::search::{Restriction, SUPPORTED_TYPES, SearchRequest};
 use medgate_store::{SearchScope, StoreError, WriteOp};
 use serde_json::{Map, Value};
 use tracing::info;
 
+pub use batch::MAX_BUNDLE_ENTRIES;
+pub use conditional::{ConditionalWrite, parse_condition};
 pub use fields::strip_secret_fields;
 
 use crate::Services;
+use crate::access::validate_policy_resource;
 use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
 use crate::random::{is_uuid, uuid_v4};
 use crate::repo::WriteContext;
 use crate::session::AuthContext;
 use access::{
-    Interaction, PROTECTED_TYPES, Role, check_interaction, check_member_target, check_project,
-    owning_project,
+    Interaction, PROTECTED_TYPES, Role, apply_write_policy, check_interaction, check_project,
+    check_reach, check_writable, owning_project, search_limits,
 };
 use fields::{present, restore_fields, take_server_meta, unwritable_fields, without_server_meta};
 use prepare::check_body;
+use search::SearchScopes;
 
 /// The caller of a FHIR interaction and the response form they requested.
 pub struct FhirCaller {
@@ -46,12 +58,17 @@ impl FhirCaller {
         Role::of(&self.auth)
     }
 
-    /// `meta.author` of what the caller writes: their profile, as in Medplum.
+    /// `meta.author` of what the caller writes: their own profile, as in Medplum, also
+    /// when the request acts on behalf of someone else.
     fn author(&self) -> Reference {
         self.auth.membership.profile.clone()
     }
 
-    fn present(&self, resource: Value) -> Value {
+    /// Shapes a stored resource for a response: the policy's hidden fields removed, then
+    /// secrets and the fields only super admins see, and the extended `meta` unless asked
+    /// for. Every resource a FHIR response contains goes through here.
+    pub fn present(&self, resource: Value) -> Value {
+        let resource = self.auth.access.hide_fields(resource, Interaction::Read);
         present(resource, self.role(), self.extended)
     }
 }
@@ -64,6 +81,19 @@ fn check_supported_type(resource_type: &str) -> ServiceResult<()> {
             "Unknown resource type: {resource_type}"
         )))
     }
+}
+
+/// Rejects an AccessPolicy that could never be applied, with the reason, before it is
+/// stored; otherwise every member it names would be locked out.
+fn check_access_policy_body(
+    resource_type: &str,
+    resource: &Map<String, Value>,
+) -> ServiceResult<()> {
+    if resource_type != "AccessPolicy" {
+        return Ok(());
+    }
+    validate_policy_resource(&Value::Object(resource.clone()))
+        .map_err(|reason| ServiceError::invalid(format!("Invalid access policy: {reason}")))
 }
 
 fn version_id(resource: &Value) -> ServiceResult<String> {
@@ -103,11 +133,22 @@ impl Services {
         let id = uuid_v4(self.random());
         resource.insert("id".to_string(), Value::String(id.clone()));
 
+        check_access_policy_body(resource_type, &resource)?;
         self.prepare_typed(&caller.auth, resource_type, &mut resource, None)
             .await?;
+        if resource_type == "ProjectMembership" {
+            self.apply_default_access_policy(&mut resource).await?;
+        }
         let project_id = self
             .write_project(caller, resource_type, &resource, requested_project, None)
             .await?;
+        let resource = apply_write_policy(
+            &caller.auth,
+            None,
+            resource,
+            project_id.as_deref(),
+            Interaction::Create,
+        )?;
         if resource_type == "ClientApplication" {
             return self
                 .create_client_resource(caller, resource, project_id)
@@ -151,11 +192,14 @@ impl Services {
         version_id: &str,
     ) -> ServiceResult<Value> {
         check_supported_type(resource_type)?;
-        check_interaction(&caller.auth, resource_type, Interaction::Read)?;
+        check_interaction(&caller.auth, resource_type, Interaction::Vread)?;
         if !is_uuid(id) || !is_uuid(version_id) {
             return Err(ServiceError::NotFound);
         }
-        check_member_target(&caller.auth, resource_type, id)?;
+        // An old version is shown only while the resource itself is within reach, so a
+        // resource moved out of the caller's criteria takes its history with it.
+        self.newest_visible_version(caller, resource_type, id, Interaction::Vread)
+            .await?;
         let version = self
             .repo
             .store
@@ -174,14 +218,13 @@ impl Services {
         id: &str,
     ) -> ServiceResult<Value> {
         check_supported_type(resource_type)?;
-        check_interaction(&caller.auth, resource_type, Interaction::Read)?;
+        check_interaction(&caller.auth, resource_type, Interaction::History)?;
         if !is_uuid(id) {
             return Err(ServiceError::NotFound);
         }
-        check_member_target(&caller.auth, resource_type, id)?;
-        let versions = self.repo.store.history(resource_type, id).await?;
-        let newest = versions.first().ok_or(ServiceError::NotFound)?;
-        check_project(&caller.auth, resource_type, newest)?;
+        let versions = self
+            .newest_visible_version(caller, resource_type, id, Interaction::History)
+            .await?;
         let versions = versions
             .into_iter()
             .map(|version| caller.present(version))
@@ -208,6 +251,7 @@ impl Services {
         check_interaction(&caller.auth, resource_type, Interaction::Update)?;
         let mut resource = check_body(resource_type, body, Some(id))?;
         let stored = self.read_visible(caller, resource_type, id).await?;
+        check_writable(&caller.auth, &stored, Interaction::Update)?;
 
         // If-Match: the client updates the version it read, or nothing (FHIR R4 "RESTful
         // API", "Managing Resource Contention").
@@ -223,6 +267,7 @@ impl Services {
             Some(&stored),
             &unwritable_fields(resource_type, caller.role()),
         );
+        check_access_policy_body(resource_type, &resource)?;
         self.prepare_typed(&caller.auth, resource_type, &mut resource, Some(&stored))
             .await?;
         let project_id = self
@@ -234,6 +279,13 @@ impl Services {
                 Some(&stored),
             )
             .await?;
+        let resource = apply_write_policy(
+            &caller.auth,
+            Some(&stored),
+            resource,
+            project_id.as_deref(),
+            Interaction::Update,
+        )?;
         let mut resource = Value::Object(resource);
         if without_server_meta(&resource) == without_server_meta(&stored)
             && project_id.as_deref() == owning_project(resource_type, &stored)
@@ -278,7 +330,7 @@ impl Services {
         check_supported_type(resource_type)?;
         check_interaction(&caller.auth, resource_type, Interaction::Delete)?;
         match self.read_visible(caller, resource_type, id).await {
-            Ok(_) => {}
+            Ok(stored) => check_writable(&caller.auth, &stored, Interaction::Delete)?,
             Err(ServiceError::Gone) => return Ok(()),
             Err(error) => return Err(error),
         }
@@ -318,52 +370,31 @@ impl Services {
     ) -> ServiceResult<Value> {
         check_supported_type(resource_type)?;
         check_interaction(&caller.auth, resource_type, Interaction::Search)?;
-        let mut request = SearchRequest::parse(resource_type, query)
+        let request = SearchRequest::parse(resource_type, query)
             .map_err(|error| ServiceError::invalid(error.to_string()))?;
 
-        // scope: a super admin searches every project. Anyone else searches only their own,
-        // where the only Project is their project itself.
-        let own_project = caller.auth.project_id().to_string();
-        let project_id = match caller.role() {
-            Role::SuperAdmin => None,
-            _ if resource_type == "Project" => {
-                request.filters.push(Filter {
-                    code: "_id".to_string(),
-                    op: FilterOp::Equals(vec![own_project]),
-                });
-                None
-            }
-            _ => Some(own_project.as_str()),
-        };
+        // scope: a super admin searches every project; anyone else their own project,
+        // narrowed by the policy's restriction for the type.
+        let limits = search_limits(&caller.auth, resource_type, Interaction::Search)?;
 
-        // Fetching one result more than the page size shows whether a next page exists.
-        let page_size = request.count;
-        request.count = page_size.saturating_add(1);
-        let mut found = self
-            .repo
-            .store
-            .search(SearchScope {
-                request: &request,
-                project_id,
-                restriction: None,
-            })
-            .await?;
-        let has_next = page_size > 0 && found.len() > page_size as usize;
-        found.truncate(page_size as usize);
-
-        let resources = found
-            .into_iter()
-            .map(|resource| caller.present(resource))
-            .collect();
-        let type_url = self.type_url(resource_type);
-        let page = bundle::Page {
-            type_url: &type_url,
-            query,
-            offset: request.offset,
-            count: page_size,
-            has_next,
+        // Included resources stay in the caller's project, whatever the searched type, and
+        // only of types the caller may search, within the policy's restriction for them.
+        let include_project = (caller.role() != Role::SuperAdmin).then(|| caller.auth.project_id());
+        let restriction_for = |included_type: &str| match search_limits(
+            &caller.auth,
+            included_type,
+            Interaction::Search,
+        ) {
+            Ok(limits) => limits.restriction,
+            Err(_) => Some(Restriction::Nothing),
         };
-        Ok(bundle::searchset(&page, resources))
+        let scopes = SearchScopes {
+            project_id: limits.project_id.as_deref(),
+            include_project,
+            restriction: limits.restriction.as_ref(),
+        };
+        self.searchset(caller, &request, query, scopes, &restriction_for)
+            .await
     }
 
     /// Reads the current version of a resource the caller may see. A resource of another
@@ -379,21 +410,37 @@ impl Services {
         if !is_uuid(id) {
             return Err(ServiceError::NotFound);
         }
-        check_member_target(&caller.auth, resource_type, id)?;
         match self.repo.store.read(resource_type, id).await {
             Ok(resource) => {
                 check_project(&caller.auth, resource_type, &resource)?;
+                check_reach(&caller.auth, &resource, Interaction::Read)?;
                 Ok(resource)
             }
             Err(StoreError::Gone) => {
                 // The deletion entry has no content, so the last version names the project.
-                let versions = self.repo.store.history(resource_type, id).await?;
-                let last = versions.first().ok_or(ServiceError::NotFound)?;
-                check_project(&caller.auth, resource_type, last)?;
+                self.newest_visible_version(caller, resource_type, id, Interaction::Read)
+                    .await?;
                 Err(ServiceError::Gone)
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Reads every version of a resource, newest first, if the newest one (the last before
+    /// a deletion) is in the caller's project and within their policy's reach; otherwise
+    /// the resource is not found.
+    async fn newest_visible_version(
+        &self,
+        caller: &FhirCaller,
+        resource_type: &str,
+        id: &str,
+        interaction: Interaction,
+    ) -> ServiceResult<Vec<Value>> {
+        let versions = self.repo.store.history(resource_type, id).await?;
+        let newest = versions.first().ok_or(ServiceError::NotFound)?;
+        check_project(&caller.auth, resource_type, newest)?;
+        check_reach(&caller.auth, newest, interaction)?;
+        Ok(versions)
     }
 
     /// Decides the project a written resource belongs to, its `meta.project`. Only a super

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::access::{Role, owning_project};
 use super::fields::restore_fields;
+use super::validate::check_structure;
 use crate::Services;
 use crate::clients::validate_client;
 use crate::error::{ServiceError, ServiceResult};
@@ -56,6 +57,9 @@ pub(super) fn check_body(
     {
         return Err(ServiceError::invalid_field("Incorrect ID", "id"));
     }
+
+    // structure: id, meta and every top-level property as the type defines them.
+    check_structure(resource_type, &object)?;
     Ok(object)
 }
 

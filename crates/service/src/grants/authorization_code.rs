@@ -97,6 +97,8 @@ impl Services {
         if !membership.is_active() {
             return Err(invalid_grant("Profile not active"));
         }
+        self.check_grant_ip(&membership, request.remote_address.as_deref())
+            .await?;
         let project: Project = self.repo.read_reference(&membership.project).await?;
 
         // Super-admin sessions get no refresh tokens, so they end when the access token does.

@@ -40,6 +40,8 @@ impl Services {
         if !membership.is_active() {
             return Err(invalid_client("Invalid client"));
         }
+        self.check_grant_ip(&membership, request.remote_address.as_deref())
+            .await?;
 
         let login = Login {
             user: client.reference(),

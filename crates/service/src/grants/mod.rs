@@ -5,6 +5,7 @@ mod authorization_code;
 mod client_credentials;
 mod refresh;
 
+use medgate_fhir::resources::ProjectMembership;
 use tracing::instrument;
 
 use crate::Services;
@@ -77,6 +78,22 @@ pub fn client_credentials_from(
 }
 
 impl Services {
+    /// Checks the IP access rules of the membership a grant issues tokens for. Every grant
+    /// checks them, refresh and client credentials included, so a blocked address cannot
+    /// keep a session alive or start one without signing in.
+    pub(crate) async fn check_grant_ip(
+        &self,
+        membership: &ProjectMembership,
+        remote_address: Option<&str>,
+    ) -> ServiceResult<()> {
+        if self.check_membership_ip(membership, remote_address).await? {
+            Ok(())
+        } else {
+            tracing::warn!(membership_id = %membership.id, "token request from a blocked IP address");
+            Err(invalid_grant("IP address not allowed"))
+        }
+    }
+
     /// `POST /oauth2/token`: runs the grant named by `grant_type`.
     #[instrument(skip_all, fields(grant_type = %request.grant_type))]
     pub async fn exchange_token(&self, request: TokenRequest) -> ServiceResult<TokenResponse> {

@@ -118,6 +118,8 @@ impl Services {
             if !membership.is_active() {
                 return Err(invalid_grant("Profile not active"));
             }
+            self.check_grant_ip(&membership, request.remote_address.as_deref())
+                .await?;
             let secret = Secret::new(current_secret);
             return self
                 .issue_tokens(Grant {
