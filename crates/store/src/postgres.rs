@@ -46,6 +46,11 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self { pool };
         store.rebuild_index_if_outdated().await?;
+        // Fresh statistics keep the planner from running the index sub-queries of a search
+        // once per resource row; autovacuum refreshes them later as the tables grow.
+        sqlx::query("ANALYZE resources, search_index")
+            .execute(&store.pool)
+            .await?;
         Ok(store)
     }
 

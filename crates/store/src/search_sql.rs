@@ -59,7 +59,7 @@ fn where_clause(
         conditions.push(format!("r.project_id = {placeholder}"));
     }
     for filter in &request.filters {
-        conditions.push(filter_condition(filter, statement));
+        conditions.push(filter_condition(filter, &resource_type, statement));
     }
     match restriction {
         None | Some(Restriction::Everything) => {}
@@ -70,7 +70,7 @@ fn where_clause(
                 .map(|group| {
                     let group_conditions: Vec<String> = group
                         .iter()
-                        .map(|filter| filter_condition(filter, statement))
+                        .map(|filter| filter_condition(filter, &resource_type, statement))
                         .collect();
                     if group_conditions.is_empty() {
                         "1 = 1".to_string()
@@ -96,12 +96,17 @@ fn or_all(alternatives: Vec<String>) -> String {
 
 /// Builds the condition of one filter: a condition on a column of the resource row for
 /// `_id`, `_project` and `_lastUpdated`, an EXISTS sub-query over the index rows otherwise.
-pub(crate) fn filter_condition(filter: &Filter, statement: &mut Statement) -> String {
+/// `resource_type` is the placeholder already bound to the searched type.
+pub(crate) fn filter_condition(
+    filter: &Filter,
+    resource_type: &str,
+    statement: &mut Statement,
+) -> String {
     match filter.code.as_str() {
         "_id" => column_condition("r.id", &filter.op, statement),
         "_project" => column_condition("r.project_id", &filter.op, statement),
         "_lastUpdated" => last_updated_condition(&filter.op, statement),
-        code => index_condition(code, &filter.op, statement),
+        code => index_condition(code, resource_type, &filter.op, statement),
     }
 }
 
@@ -142,21 +147,34 @@ fn last_updated_condition(op: &FilterOp, statement: &mut Statement) -> String {
     }
 }
 
-fn index_condition(code: &str, op: &FilterOp, statement: &mut Statement) -> String {
+/// Builds the condition on the index rows of one parameter. A positive condition is an
+/// uncorrelated `r.id IN (…)` sub-query, so both databases can start from the index rows that
+/// match and look the resources up by primary key, instead of probing the index once per
+/// resource of the type. Negations and `:missing=true` stay correlated `NOT EXISTS`.
+fn index_condition(
+    code: &str,
+    resource_type: &str,
+    op: &FilterOp,
+    statement: &mut Statement,
+) -> String {
     let code = statement.bind_text(code);
     let index_match = format!(
         "SELECT 1 FROM search_index s WHERE s.resource_type = r.resource_type \
         AND s.resource_id = r.id AND s.code = {code}"
     );
+    let index_rows = format!(
+        "SELECT s.resource_id FROM search_index s WHERE s.resource_type = {resource_type} \
+        AND s.code = {code}"
+    );
     match op {
         FilterOp::Missing(true) => format!("NOT EXISTS ({index_match})"),
-        FilterOp::Missing(false) => format!("EXISTS ({index_match})"),
+        FilterOp::Missing(false) => format!("r.id IN ({index_rows})"),
         FilterOp::Not(inner) => format!(
             "NOT EXISTS ({index_match} AND {})",
             value_condition(inner, statement)
         ),
         op => format!(
-            "EXISTS ({index_match} AND {})",
+            "r.id IN ({index_rows} AND {})",
             value_condition(op, statement)
         ),
     }
@@ -353,7 +371,11 @@ mod tests {
             .filters;
         let restriction = Restriction::AnyOf(vec![group, Vec::new()]);
         let statement = select_search(&request, None, Some(&restriction), "r.seq");
-        assert!(statement.sql.contains(" AND ((EXISTS"), "{}", statement.sql);
+        assert!(
+            statement.sql.contains(" AND ((r.id IN ("),
+            "{}",
+            statement.sql
+        );
         assert!(statement.sql.contains(" OR 1 = 1)"), "{}", statement.sql);
         let nothing = select_search(&request, None, Some(&Restriction::Nothing), "r.seq");
         assert!(nothing.sql.contains("AND 1 = 0"));

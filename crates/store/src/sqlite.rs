@@ -30,12 +30,25 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
-        let store = Self { reader, writer };
+        let open_readers = || {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone().read_only(true))
+        };
+        let mut store = Self {
+            reader: open_readers().await?,
+            writer,
+        };
         store.rebuild_index_if_outdated().await?;
+        // Without table statistics SQLite may scan every resource of a type in date order
+        // instead of starting from the few index rows a search matches. `PRAGMA optimize`
+        // gathers them where they are missing or stale (https://sqlite.org/lang_analyze.html).
+        // A connection reads the statistics when it opens, so the readers open afterwards.
+        sqlx::query("PRAGMA optimize=0x10002")
+            .execute(store.writer())
+            .await?;
+        store.reader.close().await;
+        store.reader = open_readers().await?;
         Ok(store)
     }
 
