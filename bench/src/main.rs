@@ -1,7 +1,7 @@
 //! Prints load figures for a medgate release build on this machine.
 //!
-//! It seeds one project with Patients, Observations and Encounters (plus ten other projects
-//! with a few resources each, so project filtering has something to filter), creates a
+//! It seeds one project with Patients, Observations and Encounters, and ten other projects with
+//! a few resources each so that project filtering has something to filter. It creates a
 //! patient user whose access policy limits it to its own Patient compartment, starts the
 //! server binary as a separate process on 127.0.0.1, and measures:
 //! - the latency of a policy-filtered search (`Observation?subject=Patient/<id>`), one
@@ -84,7 +84,7 @@ async fn wait_ready(client: &reqwest::Client, base_url: &str) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("the server did not answer within 60 seconds")
+    bail!("the server did not respond within 60 seconds; check that the binary starts")
 }
 
 /// Signs the patient in through `/auth/login` and the token endpoint.
