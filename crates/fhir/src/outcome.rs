@@ -145,7 +145,8 @@ impl OperationOutcome {
         Self::single(None, "error", IssueCode::TooLong, text)
     }
 
-    /// A 500 outcome. The text is generic on purpose: the cause is logged, never returned.
+    /// Builds a 500 outcome. The text is generic on purpose, because the cause is logged and
+    /// never returned.
     pub fn internal_error(request_id: &str) -> Self {
         let mut outcome =
             Self::single(None, "error", IssueCode::Exception, "Internal server error");
@@ -153,7 +154,7 @@ impl OperationOutcome {
         outcome
     }
 
-    /// The first issue's text, which Medplum clients show to the user.
+    /// Returns the first issue's text, which Medplum clients show to the user.
     pub fn text(&self) -> &str {
         self.issue
             .first()

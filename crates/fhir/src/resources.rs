@@ -191,7 +191,7 @@ impl ClientApplication {
         matches!(self.status.as_deref(), None | Some("active"))
     }
 
-    /// Every registered redirect URI: the legacy single field and the list.
+    /// Lists every registered redirect URI: the legacy single field and the list.
     pub fn registered_redirect_uris(&self) -> impl Iterator<Item = &str> {
         self.redirect_uri
             .iter()
@@ -250,9 +250,9 @@ pub struct Login {
     /// Unix seconds of the last refresh-secret rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_secret_rotated_at: Option<i64>,
-    /// Random value mixed into the last rotation, so that a request holding the previous
-    /// secret can derive the current one during the grace period, while nobody without
-    /// database access can.
+    /// Random value mixed into the last rotation. With it the server derives the current
+    /// secret from the previous one during the grace period, and a client cannot derive it
+    /// alone because the value never leaves the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_rotation_salt: Option<String>,
     /// The client authenticated with its secret when redeeming the code, so it must keep

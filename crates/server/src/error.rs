@@ -56,7 +56,7 @@ fn internal(format: ErrorFormat, message: String) -> Response {
     response
 }
 
-/// A JSON body with the FHIR media type, as Medplum sends it.
+/// Builds a JSON response with the FHIR media type, as Medplum sends it.
 pub fn fhir_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(
@@ -66,7 +66,7 @@ pub fn fhir_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     response
 }
 
-/// An error on a `/auth`, `/admin` or `/fhir` route, answered as an OperationOutcome.
+/// An error on a `/auth`, `/admin` or `/fhir` route, returned as an OperationOutcome.
 #[derive(Debug)]
 pub struct OutcomeError(pub ServiceError);
 
@@ -101,7 +101,7 @@ pub fn unauthorized() -> Response {
     response
 }
 
-/// An error on the token endpoint, answered as RFC 6749 §5.2 JSON.
+/// An error on the token endpoint, returned as RFC 6749 §5.2 JSON.
 #[derive(Debug)]
 pub struct OAuthError(pub ServiceError);
 
@@ -156,7 +156,7 @@ pub fn oauth_error(code: OAuthErrorCode, description: &str) -> Response {
             HeaderValue::from_static("Basic realm=\"medgate\""),
         );
     }
-    // RFC 6749 §5.1 applies the same no-store rule to error answers.
+    // RFC 6749 §5.1 applies the same no-store rule to error responses.
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -94,8 +94,8 @@ pub struct KeyRing {
     keys: Arc<RwLock<Vec<Arc<LoadedKey>>>>,
 }
 
-/// Why a JWT was not accepted. The text never reaches clients; handlers answer with the
-/// generic message of their endpoint.
+/// The reason a JWT was not accepted. The text never reaches clients, because handlers return
+/// the generic message of their endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
     #[error("malformed token")]
@@ -135,7 +135,7 @@ impl KeyRing {
             .any(|key| key.kid == kid)
     }
 
-    /// The JWK Set of RFC 7517 §5 with every active public key.
+    /// Returns the JWK Set of RFC 7517 §5 with every active public key.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
             .keys

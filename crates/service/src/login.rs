@@ -39,7 +39,7 @@ pub struct LoginRequest {
     pub code_challenge_method: Option<String>,
     /// The redirect URI of an authorization request; the code will be bound to it.
     pub redirect_uri: Option<String>,
-    /// Medplum's deprecated flag that asks for a refresh token.
+    /// Medplum's deprecated flag that requests a refresh token.
     pub remember: bool,
     pub remote_address: Option<String>,
     pub user_agent: Option<String>,
@@ -393,7 +393,7 @@ impl Services {
     }
 
     /// Writes a login only if no other request changed it since it was read, and otherwise
-    /// fails with a 400 that asks the client to retry.
+    /// fails with a 400 that tells the client to retry.
     async fn update_login(&self, login: &Login) -> ServiceResult<Login> {
         match self.repo.update(login, &WriteContext::system(None)).await {
             Err(ServiceError::PreconditionFailed) => {

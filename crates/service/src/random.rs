@@ -68,7 +68,7 @@ pub fn secret_hex(random: &dyn Random, len: usize) -> String {
     hex(&bytes)
 }
 
-/// A random (version 4) UUID.
+/// Generates a random (version 4) UUID.
 pub fn uuid_v4(random: &dyn Random) -> String {
     let mut bytes = [0u8; 16];
     random.fill(&mut bytes);
@@ -77,7 +77,8 @@ pub fn uuid_v4(random: &dyn Random) -> String {
         .to_string()
 }
 
-/// A time-ordered (version 7) UUID, for append-heavy tables where index locality matters.
+/// Generates a time-ordered (version 7) UUID, for append-heavy tables where index locality
+/// matters.
 pub fn uuid_v7(random: &dyn Random, now: DateTime<Utc>) -> String {
     let mut bytes = [0u8; 10];
     random.fill(&mut bytes);

@@ -20,7 +20,7 @@ pub struct Repo {
     pub random: Arc<dyn Random>,
 }
 
-/// Who a write is attributed to (`meta.author`) and which project it belongs to.
+/// The author (`meta.author`) and project of a write.
 #[derive(Debug, Clone, Default)]
 pub struct WriteContext {
     pub project_id: Option<String>,
@@ -138,7 +138,7 @@ impl Repo {
         T::from_json(value).map_err(corrupt)
     }
 
-    /// Writes a new version if nobody changed the resource since it was read; otherwise
+    /// Writes a new version if no other request changed the resource since it was read; otherwise
     /// [`ServiceError::PreconditionFailed`].
     pub async fn update<T: TypedResource>(
         &self,

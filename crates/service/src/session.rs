@@ -23,7 +23,7 @@ use crate::keys::JwtError;
 use crate::random::is_uuid;
 use crate::tokens::ACCESS_TOKEN_TYPE;
 
-/// Who is calling: the Login behind the token and the membership it is bound to.
+/// The caller: the Login behind the token and the membership it is bound to.
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     pub login: Login,

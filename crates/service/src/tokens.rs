@@ -85,7 +85,7 @@ pub fn sign_in_scope(scope: Option<&str>, remember: bool) -> String {
     scope
 }
 
-/// What a new token set is built from.
+/// The inputs of a new token set.
 pub struct Grant<'a> {
     pub login: &'a Login,
     pub membership: &'a ProjectMembership,
@@ -205,7 +205,7 @@ impl Services {
         })
     }
 
-    /// The project reference with its name as `display`; `@medplum/core` 5 reads the display.
+    /// Returns the project reference with its name as `display`, which `@medplum/core` 5 reads.
     async fn project_reference(&self, reference: &Reference) -> Reference {
         match self.repo.read_reference::<Project>(reference).await {
             Ok(project) => match project.name {

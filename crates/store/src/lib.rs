@@ -88,7 +88,7 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every operation in one transaction: all of them happen, or none.
     async fn write(&self, batch: Vec<WriteOp>) -> StoreResult<()>;
 
-    /// Checks that the database answers.
+    /// Checks that the database responds.
     async fn ping(&self) -> StoreResult<()>;
 }
 

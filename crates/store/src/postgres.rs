@@ -40,7 +40,7 @@ impl PostgresStore {
         }
         // Plan every statement with its actual values. A generic plan cached while a table
         // was small (a sequential scan) stays in use as the table grows, which made bulk
-        // writes slow down with every thousand resources; planning each time costs far less.
+        // writes slow down with every thousand resources. Planning each time costs far less.
         let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)

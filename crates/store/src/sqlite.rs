@@ -8,7 +8,7 @@ use sqlx::sqlite::{
 use crate::StoreResult;
 
 /// SQLite, the embedded default. SQLite allows one writer at a time, so writes go through a
-/// pool of one connection and never wait on each other's locks; reads use their own pool and
+/// pool of one connection and never wait on each other's locks. Reads use their own pool and
 /// run beside the writer thanks to WAL mode.
 #[derive(Clone)]
 pub struct SqliteStore {
