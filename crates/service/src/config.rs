@@ -3,6 +3,7 @@
 use chrono::Duration;
 
 use crate::access::IpNet;
+use crate::email::config::EmailConfig;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -25,6 +26,8 @@ pub struct ServiceConfig {
     /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
     /// from any other peer is attributed to the peer itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// Outgoing email and the outbox sender.
+    pub email: EmailConfig,
 }
 
 impl ServiceConfig {
@@ -46,6 +49,7 @@ impl ServiceConfig {
                 .map(usize::from)
                 .unwrap_or(2),
             trusted_proxies: Vec::new(),
+            email: EmailConfig::default(),
         }
     }
 

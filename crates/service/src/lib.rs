@@ -10,6 +10,8 @@ pub mod client_auth;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod delivery;
+pub mod email;
 pub mod error;
 pub mod fhir_rest;
 pub mod grants;
@@ -22,6 +24,7 @@ pub mod registration;
 pub mod repo;
 pub mod secret;
 pub mod session;
+pub mod subscriptions;
 pub mod tokens;
 pub mod userinfo;
 
@@ -49,6 +52,8 @@ pub struct Services {
     pub repo: Repo,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
+    /// Wakes the outbox sender when this process queues a row.
+    pub outbox_wake: delivery::Wake,
 }
 
 impl Services {
@@ -59,6 +64,14 @@ impl Services {
         random: Arc<dyn Random>,
     ) -> Self {
         let passwords = PasswordHasher::new(config.password_hash_workers, random.clone());
+        let outbox_wake = delivery::Wake::default();
+        // Every write goes through the subscription hook, whichever flow makes it.
+        let store: Arc<dyn Store> = Arc::new(subscriptions::NotifyingStore::new(
+            store,
+            clock.clone(),
+            random.clone(),
+            outbox_wake.clone(),
+        ));
         Self {
             config: Arc::new(config),
             repo: Repo {
@@ -68,6 +81,7 @@ impl Services {
             },
             keys: KeyRing::default(),
             passwords,
+            outbox_wake,
         }
     }
 
