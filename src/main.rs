@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use medgate_server::AppState;
 use medgate_service::clock::SystemClock;
+use medgate_service::email::config::TransportConfig;
 use medgate_service::random::OsRandom;
 use medgate_service::{Secret, ServiceConfig, Services};
 use settings::{LogFormat, Settings, SettingsArgs};
@@ -78,6 +79,18 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
     let mut config = ServiceConfig::new(&settings.base_url);
     config.require_pkce_s256 = settings.require_pkce_s256;
     config.trusted_proxies = settings.trusted_proxies.clone();
+    config.email.transport = match &settings.smtp {
+        Some(smtp) => TransportConfig::Smtp(smtp.clone()),
+        None => TransportConfig::Directory(settings.data_dir.join("mail")),
+    };
+    if let Some(support_email) = &settings.support_email {
+        config.email.from = support_email.clone();
+    }
+    config.email.allow_project_smtp = settings.allow_project_smtp;
+    config
+        .email
+        .check()
+        .map_err(|error| anyhow::anyhow!("invalid email settings: {error}"))?;
     Ok(Services::new(
         config,
         store,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use medgate_service::Secret;
 use medgate_service::access::IpNet;
+use medgate_service::email::config::SmtpSettings;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -64,6 +66,45 @@ pub struct SettingsArgs {
         global = true
     )]
     pub trusted_proxies: Vec<String>,
+
+    /// SMTP server for outgoing email; without it, messages are written as .eml files to
+    /// <data-dir>/mail (config key `smtpHost`)
+    #[arg(long, env = "MEDGATE_SMTP_HOST", global = true)]
+    pub smtp_host: Option<String>,
+
+    /// SMTP port [default: 587] (config key `smtpPort`)
+    #[arg(long, env = "MEDGATE_SMTP_PORT", global = true)]
+    pub smtp_port: Option<u16>,
+
+    /// true: TLS from the first byte (implicit TLS); false: STARTTLS, required unless the host
+    /// is a loopback address [default: true on port 465, otherwise false] (config key
+    /// `smtpSecure`)
+    #[arg(long, env = "MEDGATE_SMTP_SECURE", global = true)]
+    pub smtp_secure: Option<bool>,
+
+    /// SMTP user name; set it together with the password (config key `smtpUsername`)
+    #[arg(long, env = "MEDGATE_SMTP_USERNAME", global = true)]
+    pub smtp_username: Option<String>,
+
+    /// SMTP password; prefer the environment variable to the flag, which other local users
+    /// can read in the process list (config key `smtpPassword`)
+    #[arg(
+        long,
+        env = "MEDGATE_SMTP_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub smtp_password: Option<String>,
+
+    /// Sender address of the server's email, optionally with a display name
+    /// [default: medgate <noreply@localhost>] (config key `supportEmail`)
+    #[arg(long, env = "MEDGATE_SUPPORT_EMAIL", global = true)]
+    pub support_email: Option<String>,
+
+    /// Let projects send email through their own SMTP server (the smtp* entries of
+    /// Project.secret) [default: true] (config key `allowProjectSmtp`)
+    #[arg(long, env = "MEDGATE_ALLOW_PROJECT_SMTP", global = true)]
+    pub allow_project_smtp: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +118,13 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     require_pkce_s256: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_secure: Option<bool>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    support_email: Option<String>,
+    allow_project_smtp: Option<bool>,
 }
 
 /// Resolved settings.
@@ -90,6 +138,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub require_pkce_s256: bool,
     pub trusted_proxies: Vec<IpNet>,
+    /// `None`: write messages to `<data_dir>/mail`.
+    pub smtp: Option<SmtpSettings>,
+    pub support_email: Option<String>,
+    pub allow_project_smtp: bool,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -136,6 +188,13 @@ impl SettingsArgs {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let smtp = resolve_smtp(
+            self.smtp_host.or(file.smtp_host),
+            self.smtp_port.or(file.smtp_port),
+            self.smtp_secure.or(file.smtp_secure),
+            self.smtp_username.or(file.smtp_username),
+            self.smtp_password.or(file.smtp_password),
+        )?;
         Ok(Settings {
             port,
             bind: self
@@ -154,8 +213,41 @@ impl SettingsArgs {
                 .or(file.require_pkce_s256)
                 .unwrap_or(false),
             trusted_proxies,
+            smtp,
+            support_email: self.support_email.or(file.support_email),
+            allow_project_smtp: self
+                .allow_project_smtp
+                .or(file.allow_project_smtp)
+                .unwrap_or(true),
         })
     }
+}
+
+fn resolve_smtp(
+    host: Option<String>,
+    port: Option<u16>,
+    secure: Option<bool>,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<SmtpSettings>> {
+    let Some(host) = host.filter(|host| !host.trim().is_empty()) else {
+        if port.is_some() || username.is_some() || password.is_some() {
+            bail!(
+                "SMTP settings without an SMTP host: set smtpHost or remove the other smtp* settings"
+            );
+        }
+        return Ok(None);
+    };
+    if username.is_some() != password.is_some() {
+        bail!("set the SMTP user name and password together, or neither");
+    }
+    Ok(Some(SmtpSettings {
+        host: host.trim().to_string(),
+        port: port.unwrap_or(587),
+        secure,
+        username,
+        password: password.map(Secret::new),
+    }))
 }
 
 #[cfg(test)]
@@ -248,5 +340,27 @@ mod tests {
     #[test]
     fn base_url_must_be_http() {
         assert!(resolve(&["--base-url", "ftp://example.com/"]).is_err());
+    }
+
+    #[test]
+    fn smtp_settings_need_a_host_and_both_credentials() {
+        let settings = resolve(&[]).unwrap();
+        assert!(settings.smtp.is_none());
+
+        let settings = resolve(&["--smtp-host", "mail.example.com"]).unwrap();
+        let smtp = settings.smtp.unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.secure),
+            ("mail.example.com", 587, None)
+        );
+
+        let error =
+            resolve(&["--smtp-host", "mail.example.com", "--smtp-username", "a"]).unwrap_err();
+        assert!(error.to_string().contains("together"), "{error}");
+        let error = resolve(&["--smtp-port", "25"]).unwrap_err();
+        assert!(
+            error.to_string().contains("without an SMTP host"),
+            "{error}"
+        );
     }
 }

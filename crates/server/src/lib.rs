@@ -62,14 +62,18 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Serves the application until `shutdown` completes, then lets in-flight requests finish.
+/// Serves the application and runs the outbox sender until `shutdown` completes, then lets
+/// in-flight requests finish and stops the sender after the row it is delivering.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let sender = state.services.start_sender();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sender.stop().await;
+    served
 }

@@ -3,21 +3,9 @@
 
 use axum::response::Html;
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
+/// Escapes text for HTML element content and double-quoted attribute values; the email
+/// templates use the same function.
+pub use medgate_service::email::templates::escape_html as escape;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}\
 main{max-width:380px;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}\

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::sync::Arc;
 
 use base64::Engine;
@@ -63,6 +65,8 @@ impl TestServer {
         let base_url = format!("http://{}/", listener.local_addr().unwrap());
         let mut config = ServiceConfig::new(&base_url);
         config.password_hash_workers = 2;
+        config.email.transport =
+            medgate_service::email::config::TransportConfig::Directory(data.path().join("mail"));
         configure(&mut config);
         let clock = Arc::new(ManualClock::new(start_time()));
         let services = Services::new(config, store, clock.clone(), Arc::new(OsRandom::new()));
@@ -106,6 +110,11 @@ impl TestServer {
         };
         let memberships = services.memberships_for_login(&login).await.unwrap();
         memberships[0].project.id().unwrap().to_string()
+    }
+
+    /// The directory the default email transport writes `.eml` files to.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        self._data.path().join("mail")
     }
 
     pub fn url(&self, path: &str) -> String {

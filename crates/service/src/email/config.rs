@@ -17,7 +17,8 @@ pub struct EmailConfig {
     pub allow_project_smtp: bool,
     /// How often the sender looks for due outbox rows that another instance queued.
     pub poll_interval: Duration,
-    /// Attempts per outbox row, the first one included, before the sender gives up.
+    /// Attempts per outbox row, the first one included, before the sender gives up. With the
+    /// default backoff, 24 attempts span about 17 hours.
     pub max_attempts: u32,
     /// Wait before the first retry; each further retry waits twice as long, up to `max_backoff`.
     pub first_backoff: chrono::Duration,
@@ -53,7 +54,7 @@ impl Default for EmailConfig {
             product_name: "Medplum".to_string(),
             allow_project_smtp: true,
             poll_interval: Duration::from_secs(5),
-            max_attempts: 10,
+            max_attempts: 24,
             first_backoff: chrono::Duration::seconds(30),
             max_backoff: chrono::Duration::hours(1),
             send_timeout: Duration::from_secs(30),

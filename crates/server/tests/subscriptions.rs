@@ -1,0 +1,390 @@
+//! rest-hook Subscriptions: a write that matches an active subscription of the same project
+//! is posted to its endpoint, signed when the subscription has a secret, and retried.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::TestServer;
+use medgate_service::repo::WriteContext;
+use medgate_service::subscriptions::{MAX_ATTEMPTS_EXTENSION, SECRET_EXTENSION};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Delivery {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Delivery {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_string())
+    }
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    /// Statuses to answer, in order; 200 once they run out.
+    statuses: Arc<Mutex<Vec<StatusCode>>>,
+}
+
+/// A webhook endpoint on 127.0.0.1 that records each request.
+struct Receiver {
+    url: String,
+    state: ReceiverState,
+}
+
+impl Receiver {
+    async fn start(statuses: Vec<StatusCode>) -> Self {
+        let state = ReceiverState::default();
+        *state.statuses.lock().unwrap() = statuses;
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.state.deliveries.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<Delivery> {
+        for _ in 0..200 {
+            let deliveries = self.deliveries();
+            if deliveries.len() >= count {
+                return deliveries;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {count} deliveries, received {}",
+            self.deliveries().len()
+        );
+    }
+}
+
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    state
+        .deliveries
+        .lock()
+        .unwrap()
+        .push(Delivery { headers, body });
+    let mut statuses = state.statuses.lock().unwrap();
+    if statuses.is_empty() {
+        StatusCode::OK
+    } else {
+        statuses.remove(0)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) written out over SHA-256, independent of the server's code.
+fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner_pad: Vec<u8> = block.iter().map(|byte| byte ^ 0x36).collect();
+    let outer_pad: Vec<u8> = block.iter().map(|byte| byte ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&inner_pad)
+        .chain_update(data)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(&outer_pad)
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+async fn fhir_post(server: &TestServer, token: &str, resource_type: &str, body: Value) -> Value {
+    let response = server
+        .http
+        .post(server.url(&format!("fhir/R4/{resource_type}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "creating a {resource_type} failed: {body}");
+    body
+}
+
+fn subscription(criteria: &str, endpoint: &str, extensions: Value) -> Value {
+    json!({
+        "resourceType": "Subscription",
+        "status": "active",
+        "reason": "test",
+        "criteria": criteria,
+        "channel": {"type": "rest-hook", "endpoint": endpoint},
+        "extension": extensions,
+    })
+}
+
+/// A project admin of a new project and its access token.
+async fn project_admin(server: &TestServer, email: &str) -> (common::Member, String) {
+    let member = server.create_member(email, true).await;
+    let token = server.member_tokens(&member, "openid").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (member, token)
+}
+
+/// Time for the sender to make an attempt that the test cannot observe directly.
+async fn let_sender_run() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn rest_hook_posts_signed_resource() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (_, token) = project_admin(&server, "admin@clinic.example").await;
+    let secret = "whsec-7f3a9c";
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription(
+            "Patient",
+            &receiver.url,
+            json!([{"url": SECRET_EXTENSION, "valueString": secret}]),
+        ),
+    )
+    .await;
+
+    let patient = fhir_post(
+        &server,
+        &token,
+        "Patient",
+        json!({"resourceType": "Patient", "name": [{"family": "Hook"}]}),
+    )
+    .await;
+
+    let deliveries = receiver.wait_for(1).await;
+    let delivery = &deliveries[0];
+    assert_eq!(delivery.json()["id"], patient["id"]);
+    assert_eq!(delivery.json()["name"][0]["family"], "Hook");
+    assert_eq!(
+        delivery.header("content-type").as_deref(),
+        Some("application/fhir+json")
+    );
+    assert_eq!(
+        delivery.header("x-signature"),
+        Some(hmac_sha256_hex(secret.as_bytes(), &delivery.body))
+    );
+
+    let_sender_run().await;
+    assert_eq!(receiver.deliveries().len(), 1, "delivered more than once");
+}
+
+#[tokio::test]
+async fn other_projects_do_not_fire() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (_, subscriber_token) = project_admin(&server, "a@clinic.example").await;
+    let (_, outsider_token) = project_admin(&server, "b@other.example").await;
+    fhir_post(
+        &server,
+        &subscriber_token,
+        "Subscription",
+        subscription("Patient", &receiver.url, json!([])),
+    )
+    .await;
+
+    fhir_post(
+        &server,
+        &outsider_token,
+        "Patient",
+        json!({"resourceType": "Patient", "name": [{"family": "Other"}]}),
+    )
+    .await;
+    let own = fhir_post(
+        &server,
+        &subscriber_token,
+        "Patient",
+        json!({"resourceType": "Patient", "name": [{"family": "Own"}]}),
+    )
+    .await;
+
+    let deliveries = receiver.wait_for(1).await;
+    assert_eq!(deliveries[0].json()["id"], own["id"]);
+    assert_eq!(deliveries[0].header("x-signature"), None);
+    let_sender_run().await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "another project's Patient was delivered"
+    );
+}
+
+#[tokio::test]
+async fn service_writes_fire_with_criteria() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let member = server.create_member("c@clinic.example", true).await;
+    let context = WriteContext::system(Some(&member.project_id));
+    let subscription_value = server
+        .services
+        .repo
+        .prepare_create(
+            subscription(
+                &format!("UserSecurityRequest?user=User/{}", member.user_id),
+                &receiver.url,
+                json!([]),
+            ),
+            &context,
+        )
+        .unwrap();
+    server
+        .services
+        .repo
+        .store
+        .write(vec![medgate_store::WriteOp::Create(subscription_value)])
+        .await
+        .unwrap();
+
+    // A request for another user does not match the criteria; one for the member does.
+    for user in [
+        "User/00000000-0000-4000-8000-000000000000",
+        &format!("User/{}", member.user_id),
+    ] {
+        let request = server
+            .services
+            .repo
+            .prepare_create(
+                json!({"resourceType": "UserSecurityRequest", "type": "invite",
+                    "user": {"reference": user}, "secret": "hashed"}),
+                &context,
+            )
+            .unwrap();
+        server
+            .services
+            .repo
+            .store
+            .write(vec![medgate_store::WriteOp::Create(request)])
+            .await
+            .unwrap();
+    }
+
+    let deliveries = receiver.wait_for(1).await;
+    assert_eq!(
+        deliveries[0].json()["user"]["reference"],
+        format!("User/{}", member.user_id)
+    );
+    let_sender_run().await;
+    assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn rest_hook_retries_until_success() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(vec![StatusCode::INTERNAL_SERVER_ERROR]).await;
+    let (_, token) = project_admin(&server, "d@clinic.example").await;
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription("Patient", &receiver.url, json!([])),
+    )
+    .await;
+    fhir_post(
+        &server,
+        &token,
+        "Patient",
+        json!({"resourceType": "Patient"}),
+    )
+    .await;
+
+    receiver.wait_for(1).await;
+    let_sender_run().await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "retried before the backoff ended"
+    );
+
+    server
+        .clock
+        .advance(server.services.config.email.backoff(1));
+    server.services.wake_sender();
+    let deliveries = receiver.wait_for(2).await;
+    assert_eq!(deliveries[0].body, deliveries[1].body);
+
+    server.clock.advance(chrono::Duration::days(1));
+    server.services.wake_sender();
+    let_sender_run().await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        2,
+        "delivered again after a success"
+    );
+}
+
+#[tokio::test]
+async fn rest_hook_gives_up_after_max_attempts() {
+    let server = TestServer::start().await;
+    let failures = vec![StatusCode::SERVICE_UNAVAILABLE; 10];
+    let receiver = Receiver::start(failures).await;
+    let (_, token) = project_admin(&server, "e@clinic.example").await;
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription(
+            "Patient",
+            &receiver.url,
+            json!([{"url": MAX_ATTEMPTS_EXTENSION, "valueInteger": 2}]),
+        ),
+    )
+    .await;
+    fhir_post(
+        &server,
+        &token,
+        "Patient",
+        json!({"resourceType": "Patient"}),
+    )
+    .await;
+
+    receiver.wait_for(1).await;
+    server
+        .clock
+        .advance(server.services.config.email.backoff(1));
+    server.services.wake_sender();
+    receiver.wait_for(2).await;
+
+    for _ in 0..3 {
+        server.clock.advance(chrono::Duration::days(1));
+        server.services.wake_sender();
+        let_sender_run().await;
+    }
+    assert_eq!(
+        receiver.deliveries().len(),
+        2,
+        "attempted after the cap of 2"
+    );
+}
