@@ -76,9 +76,9 @@ pub struct SettingsArgs {
     #[arg(long, env = "MEDGATE_SMTP_PORT", global = true)]
     pub smtp_port: Option<u16>,
 
-    /// true: TLS from the first byte (implicit TLS); false: STARTTLS, required unless the host
-    /// is a loopback address [default: true on port 465, otherwise false] (config key
-    /// `smtpSecure`)
+    /// true: TLS from the first byte (implicit TLS). false: STARTTLS, which is required unless
+    /// the host is a loopback address [default: true on port 465, otherwise false] (config
+    /// key `smtpSecure`)
     #[arg(long, env = "MEDGATE_SMTP_SECURE", global = true)]
     pub smtp_secure: Option<bool>,
 

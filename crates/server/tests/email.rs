@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::TestServer;
+use common::capture::Capture;
 use common::smtp::SmtpServer;
 use medgate_fhir::resources::Project;
 use medgate_service::email::config::{SmtpSettings, TransportConfig};
@@ -137,7 +138,7 @@ async fn smtp_invite_has_recipient_subject_link() {
     assert_eq!(mail.username.as_deref(), Some("mailer"));
     assert_eq!(mail.password.as_deref(), Some("mail-password"));
 
-    // A delivered row is deleted, because its payload holds the set-password link.
+    // A delivered row is deleted, because its payload contains the set-password link.
     let_sender_run().await;
     assert_eq!(queued_rows(&server, "email").await, 0);
 }
@@ -426,5 +427,55 @@ async fn retries_stop_after_the_cap() {
         queued_rows(&server, "email").await,
         0,
         "the abandoned row is still queued"
+    );
+}
+
+#[tokio::test]
+async fn failure_logs_omit_link_and_password() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    // The test runtime has one thread, so the server and the sender log through this
+    // subscriber too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let smtp = SmtpServer::start().await;
+    let server = start_with_smtp(&smtp).await;
+    smtp.stop().await;
+
+    let op = server
+        .services
+        .queue_email(&request(
+            EmailKind::PasswordReset,
+            None,
+            "hal@example.com",
+            &[("link", LINK)],
+        ))
+        .unwrap();
+    let medgate_store::WriteOp::Enqueue(message) = &op else {
+        panic!("queue_email returns an enqueue write");
+    };
+    let id = message.id.clone();
+    server.services.repo.store.write(vec![op]).await.unwrap();
+    let_sender_run().await;
+
+    let logs = capture.text();
+    let failure = logs
+        .lines()
+        .find(|line| line.contains("will retry"))
+        .expect("the failed attempt is logged");
+    assert!(
+        failure.contains(&id),
+        "the log line does not name the row: {failure}"
+    );
+    assert!(
+        !logs.contains(LINK),
+        "the set-password link reached the logs"
+    );
+    assert!(
+        !logs.contains("mail-password"),
+        "the SMTP password reached the logs"
     );
 }

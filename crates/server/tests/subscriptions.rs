@@ -37,7 +37,7 @@ impl Delivery {
 #[derive(Clone, Default)]
 struct ReceiverState {
     deliveries: Arc<Mutex<Vec<Delivery>>>,
-    /// Statuses to answer, in order; 200 once they run out.
+    /// Statuses to return, in order; 200 once they run out.
     statuses: Arc<Mutex<Vec<StatusCode>>>,
 }
 
@@ -144,7 +144,7 @@ fn subscription(criteria: &str, endpoint: &str, extensions: Value) -> Value {
     })
 }
 
-/// A project admin of a new project and its access token.
+/// Creates a project with an admin member and returns the member and its access token.
 async fn project_admin(server: &TestServer, email: &str) -> (common::Member, String) {
     let member = server.create_member(email, true).await;
     let token = server.member_tokens(&member, "openid").await["access_token"]

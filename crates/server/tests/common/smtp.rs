@@ -26,7 +26,7 @@ pub struct ReceivedMail {
 }
 
 impl ReceivedMail {
-    /// The value of the first header with this name (unfolded).
+    /// Returns the value of the first header with this name, unfolded.
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next()?;
         let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
@@ -37,7 +37,8 @@ impl ReceivedMail {
         })
     }
 
-    /// The body with quoted-printable soft breaks and escapes decoded, enough to find links.
+    /// Returns the message with quoted-printable soft breaks and escapes decoded, enough to
+    /// find links.
     pub fn decoded_body(&self) -> String {
         decode_quoted_printable(&self.data)
     }
