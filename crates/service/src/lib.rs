@@ -24,6 +24,7 @@ pub mod registration;
 pub mod repo;
 pub mod secret;
 pub mod session;
+mod session_cache;
 pub mod subscriptions;
 pub mod tokens;
 pub mod userinfo;
@@ -43,6 +44,7 @@ use keys::KeyRing;
 use password::PasswordHasher;
 use random::Random;
 use repo::Repo;
+use session_cache::AuthCache;
 
 /// Everything a flow needs: settings, the store behind typed access, keys and the
 /// password-hashing pool. Cheap to clone.
@@ -54,6 +56,7 @@ pub struct Services {
     pub passwords: PasswordHasher,
     /// Wakes the outbox sender when this process queues a row.
     pub outbox_wake: delivery::Wake,
+    auth_cache: AuthCache,
 }
 
 impl Services {
@@ -74,6 +77,7 @@ impl Services {
         ));
         Self {
             config: Arc::new(config),
+            auth_cache: AuthCache::new(store.subscribe()),
             repo: Repo {
                 store,
                 clock,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medgate_fhir::search::{MAX_COUNT, SearchRequest};
-use medgate_store::{OutboxMessage, SearchScope, Store, StoreError, StoreResult, WriteOp};
+use medgate_store::{Change, OutboxMessage, SearchScope, Store, StoreError, StoreResult, WriteOp};
 use serde_json::{Value, json};
 
 pub use criteria::{
@@ -188,6 +188,10 @@ impl Store for NotifyingStore {
 
     async fn abandon_outbox(&self, id: &str, error: &str) -> StoreResult<()> {
         self.inner.abandon_outbox(id, error).await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.subscribe()
     }
 
     async fn ping(&self) -> StoreResult<()> {
