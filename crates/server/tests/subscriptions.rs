@@ -144,9 +144,9 @@ fn subscription(criteria: &str, endpoint: &str, extensions: Value) -> Value {
     })
 }
 
-/// Creates a project with an admin member and returns the member and its access token.
-async fn project_admin(server: &TestServer, email: &str) -> (common::Member, String) {
-    let member = server.create_member(email, true).await;
+/// Creates a project with one member and returns the member and its access token.
+async fn project_member(server: &TestServer, email: &str, admin: bool) -> (common::Member, String) {
+    let member = server.create_member(email, admin).await;
     let token = server.member_tokens(&member, "openid").await["access_token"]
         .as_str()
         .unwrap()
@@ -163,7 +163,7 @@ async fn let_sender_run() {
 async fn rest_hook_posts_signed_resource() {
     let server = TestServer::start().await;
     let receiver = Receiver::start(Vec::new()).await;
-    let (_, token) = project_admin(&server, "admin@clinic.example").await;
+    let (_, token) = project_member(&server, "admin@clinic.example", true).await;
     let secret = "whsec-7f3a9c";
     fhir_post(
         &server,
@@ -206,8 +206,8 @@ async fn rest_hook_posts_signed_resource() {
 async fn other_projects_do_not_fire() {
     let server = TestServer::start().await;
     let receiver = Receiver::start(Vec::new()).await;
-    let (_, subscriber_token) = project_admin(&server, "a@clinic.example").await;
-    let (_, outsider_token) = project_admin(&server, "b@other.example").await;
+    let (_, subscriber_token) = project_member(&server, "a@clinic.example", true).await;
+    let (_, outsider_token) = project_member(&server, "b@other.example", true).await;
     fhir_post(
         &server,
         &subscriber_token,
@@ -278,7 +278,7 @@ async fn service_writes_fire_with_criteria() {
             .repo
             .prepare_create(
                 json!({"resourceType": "UserSecurityRequest", "type": "invite",
-                    "user": {"reference": user}, "secret": "hashed"}),
+                    "user": {"reference": user}}),
                 &context,
             )
             .unwrap();
@@ -304,7 +304,7 @@ async fn service_writes_fire_with_criteria() {
 async fn rest_hook_retries_until_success() {
     let server = TestServer::start().await;
     let receiver = Receiver::start(vec![StatusCode::INTERNAL_SERVER_ERROR]).await;
-    let (_, token) = project_admin(&server, "d@clinic.example").await;
+    let (_, token) = project_member(&server, "d@clinic.example", true).await;
     fhir_post(
         &server,
         &token,
@@ -350,7 +350,7 @@ async fn rest_hook_gives_up_after_max_attempts() {
     let server = TestServer::start().await;
     let failures = vec![StatusCode::SERVICE_UNAVAILABLE; 10];
     let receiver = Receiver::start(failures).await;
-    let (_, token) = project_admin(&server, "e@clinic.example").await;
+    let (_, token) = project_member(&server, "e@clinic.example", true).await;
     fhir_post(
         &server,
         &token,
@@ -386,5 +386,77 @@ async fn rest_hook_gives_up_after_max_attempts() {
         receiver.deliveries().len(),
         2,
         "attempted after the cap of 2"
+    );
+}
+
+#[tokio::test]
+async fn non_admin_subscriptions_are_not_delivered() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (_, token) = project_member(&server, "f@clinic.example", false).await;
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription("Patient", &receiver.url, json!([])),
+    )
+    .await;
+    fhir_post(
+        &server,
+        &token,
+        "Patient",
+        json!({"resourceType": "Patient"}),
+    )
+    .await;
+
+    let_sender_run().await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        0,
+        "a member without admin rights received every Patient of the project"
+    );
+}
+
+#[tokio::test]
+async fn delivered_resources_omit_secrets() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let member = server.create_member("g@clinic.example", true).await;
+    let context = WriteContext::system(Some(&member.project_id));
+    let writes = [
+        subscription("User", &receiver.url, json!([])),
+        // A project-scoped user, as an invite into this project creates one.
+        json!({"resourceType": "User", "email": "scoped@clinic.example",
+            "project": {"reference": format!("Project/{}", member.project_id)},
+            "passwordHash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            "mfaSecret": "JBSWY3DPEHPK3PXP"}),
+    ];
+    for resource in writes {
+        let resource = server
+            .services
+            .repo
+            .prepare_create(resource, &context)
+            .unwrap();
+        server
+            .services
+            .repo
+            .store
+            .write(vec![medgate_store::WriteOp::Create(resource)])
+            .await
+            .unwrap();
+    }
+
+    let deliveries = receiver.wait_for(1).await;
+    let user = deliveries[0].json();
+    assert_eq!(user["email"], "scoped@clinic.example");
+    assert_eq!(
+        user.get("passwordHash"),
+        None,
+        "the password hash left the server"
+    );
+    assert_eq!(
+        user.get("mfaSecret"),
+        None,
+        "the MFA secret left the server"
     );
 }

@@ -106,6 +106,12 @@ pub fn strip_secret_fields(resource: &mut Value) {
     }
 }
 
+/// Shapes a stored resource for a project admin outside a FHIR response, such as the body of
+/// a rest-hook notification: no secrets and no super-admin fields, with the extended `meta`.
+pub fn present_to_project_admin(resource: Value) -> Value {
+    present(resource, Role::ProjectAdmin, true)
+}
+
 /// Shapes a stored resource for a response: no secrets, no super-admin fields for other
 /// callers, and Medplum's extended `meta` only when the request asked for it.
 pub(super) fn present(mut resource: Value, role: Role, extended: bool) -> Value {

@@ -28,7 +28,7 @@ use tracing::info;
 
 pub use batch::MAX_BUNDLE_ENTRIES;
 pub use conditional::{ConditionalWrite, parse_condition};
-pub use fields::strip_secret_fields;
+pub use fields::{present_to_project_admin, strip_secret_fields};
 
 use crate::Services;
 use crate::access::validate_policy_resource;

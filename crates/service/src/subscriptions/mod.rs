@@ -26,6 +26,7 @@ pub use webhook::signature;
 use crate::Services;
 use crate::clock::Clock;
 use crate::delivery::{DeliveryError, Wake};
+use crate::fhir_rest::present_to_project_admin;
 use crate::random::{Random, uuid_v7};
 
 /// The outbox `kind` of rest-hook notifications.
@@ -231,9 +232,68 @@ impl Services {
                 "subscription {subscription_id} is no longer active"
             )));
         }
-        let body = serde_json::to_vec(&row.payload["resource"]).map_err(|error| {
+        self.check_subscription_author(subscription_id, &subscription)
+            .await?;
+
+        let resource = present_to_project_admin(row.payload["resource"].clone());
+        let body = serde_json::to_vec(&resource).map_err(|error| {
             DeliveryError::Permanent(format!("the queued resource is not serializable: {error}"))
         })?;
         webhook::post(http, &subscription, body).await
+    }
+}
+
+impl Services {
+    /// Checks that the server itself or an admin of the subscription's project wrote the
+    /// subscription. A notification carries every matching resource of the project, whatever
+    /// the access policy of the member who subscribed, so only admins' subscriptions are
+    /// delivered, as Medplum's custom-email recipe requires an admin Bot.
+    async fn check_subscription_author(
+        &self,
+        subscription_id: &str,
+        subscription: &Value,
+    ) -> Result<(), DeliveryError> {
+        let author = subscription["meta"]["author"]["reference"].as_str();
+        if author == Some("system") {
+            return Ok(());
+        }
+        let (Some(author), Some(project_id)) = (author, subscription["meta"]["project"].as_str())
+        else {
+            return Err(DeliveryError::Permanent(format!(
+                "subscription {subscription_id} has no author or project"
+            )));
+        };
+
+        let request = SearchRequest::new("ProjectMembership")
+            .filter("profile", author)
+            .filter("project", &format!("Project/{project_id}"))
+            .count(MAX_COUNT);
+        let memberships = self
+            .repo
+            .store
+            .search(SearchScope {
+                request: &request,
+                project_id: Some(project_id),
+                restriction: None,
+            })
+            .await
+            .map_err(|error| {
+                DeliveryError::Transient(format!(
+                    "cannot read the memberships of the author of subscription \
+                     {subscription_id}: {error}"
+                ))
+            })?;
+        let is_admin = memberships.iter().any(|membership| {
+            membership["admin"].as_bool() == Some(true)
+                && membership["active"].as_bool() != Some(false)
+        });
+        if is_admin {
+            Ok(())
+        } else {
+            Err(DeliveryError::Permanent(format!(
+                "the author of subscription {subscription_id} is not an admin of its project, \
+                 so its notifications are not delivered"
+            )))
+        }
     }
 }

@@ -32,6 +32,10 @@ pub async fn post(
     };
     let endpoint = reqwest::Url::parse(endpoint)
         .map_err(|error| DeliveryError::Permanent(format!("invalid channel.endpoint: {error}")))?;
+    // TODO: endpoints on loopback or private addresses are allowed, as in Medplum. This is
+    // acceptable while only members whose access policy lets them write Subscription can
+    // create one, and the request carries no server credentials. The OWASP Server-Side
+    // Request Forgery Prevention Cheat Sheet lists the checks an address filter would need.
     if !matches!(endpoint.scheme(), "http" | "https") {
         return Err(DeliveryError::Permanent(
             "channel.endpoint must be an http or https URL".to_string(),
