@@ -62,18 +62,26 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Serves the application and runs the outbox sender until `shutdown` completes, then lets
+/// Serves the application and runs the outbox sender (unless the settings turn it off) until
+/// `shutdown` completes, then lets
 /// in-flight requests finish and stops the sender after the row it is delivering.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sender = state.services.start_sender();
+    let sender = state
+        .services
+        .config
+        .email
+        .run_sender
+        .then(|| state.services.start_sender());
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
-    sender.stop().await;
+    if let Some(sender) = sender {
+        sender.stop().await;
+    }
     served
 }

@@ -33,6 +33,7 @@ async fn start_with_smtp(smtp: &SmtpServer) -> TestServer {
     TestServer::start_with(|config| {
         config.email.transport = TransportConfig::Smtp(settings);
         config.email.from = "Clinic Mail <noreply@clinic.example>".to_string();
+        config.email.run_sender = true;
     })
     .await
 }
@@ -196,7 +197,7 @@ async fn smtp_outage_delivers_once() {
 
 #[tokio::test]
 async fn directory_outbox_writes_eml() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| config.email.run_sender = true).await;
     let op = server
         .services
         .queue_email(&request(
@@ -392,6 +393,7 @@ async fn retries_stop_after_the_cap() {
     let server = TestServer::start_with(|config| {
         config.email.transport = TransportConfig::Smtp(settings);
         config.email.max_attempts = 2;
+        config.email.run_sender = true;
     })
     .await;
     smtp.stop().await;

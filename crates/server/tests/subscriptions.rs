@@ -144,6 +144,11 @@ fn subscription(criteria: &str, endpoint: &str, extensions: Value) -> Value {
     })
 }
 
+/// Starts a server whose outbox sender runs.
+async fn start_server() -> TestServer {
+    TestServer::start_with(|config| config.email.run_sender = true).await
+}
+
 /// Creates a project with one member and returns the member and its access token.
 async fn project_member(server: &TestServer, email: &str, admin: bool) -> (common::Member, String) {
     let member = server.create_member(email, admin).await;
@@ -161,7 +166,7 @@ async fn let_sender_run() {
 
 #[tokio::test]
 async fn rest_hook_posts_signed_resource() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(Vec::new()).await;
     let (_, token) = project_member(&server, "admin@clinic.example", true).await;
     let secret = "whsec-7f3a9c";
@@ -204,7 +209,7 @@ async fn rest_hook_posts_signed_resource() {
 
 #[tokio::test]
 async fn other_projects_do_not_fire() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(Vec::new()).await;
     let (_, subscriber_token) = project_member(&server, "a@clinic.example", true).await;
     let (_, outsider_token) = project_member(&server, "b@other.example", true).await;
@@ -244,7 +249,7 @@ async fn other_projects_do_not_fire() {
 
 #[tokio::test]
 async fn service_writes_fire_with_criteria() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(Vec::new()).await;
     let member = server.create_member("c@clinic.example", true).await;
     let context = WriteContext::system(Some(&member.project_id));
@@ -302,7 +307,7 @@ async fn service_writes_fire_with_criteria() {
 
 #[tokio::test]
 async fn rest_hook_retries_until_success() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(vec![StatusCode::INTERNAL_SERVER_ERROR]).await;
     let (_, token) = project_member(&server, "d@clinic.example", true).await;
     fhir_post(
@@ -347,7 +352,7 @@ async fn rest_hook_retries_until_success() {
 
 #[tokio::test]
 async fn rest_hook_gives_up_after_max_attempts() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let failures = vec![StatusCode::SERVICE_UNAVAILABLE; 10];
     let receiver = Receiver::start(failures).await;
     let (_, token) = project_member(&server, "e@clinic.example", true).await;
@@ -391,7 +396,7 @@ async fn rest_hook_gives_up_after_max_attempts() {
 
 #[tokio::test]
 async fn non_admin_subscriptions_are_not_delivered() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(Vec::new()).await;
     let (_, token) = project_member(&server, "f@clinic.example", false).await;
     fhir_post(
@@ -419,7 +424,7 @@ async fn non_admin_subscriptions_are_not_delivered() {
 
 #[tokio::test]
 async fn delivered_resources_omit_secrets() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     let receiver = Receiver::start(Vec::new()).await;
     let member = server.create_member("g@clinic.example", true).await;
     let context = WriteContext::system(Some(&member.project_id));

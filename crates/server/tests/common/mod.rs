@@ -78,6 +78,9 @@ impl TestServer {
         config.password_hash_workers = 2;
         config.email.transport =
             medgate_service::email::config::TransportConfig::Directory(data.path().join("mail"));
+        // Tests read queued emails from the outbox; the email and subscription tests turn
+        // the sender on.
+        config.email.run_sender = false;
         configure(&mut config);
         let clock = Arc::new(ManualClock::new(start_time()));
         let services = Services::new(config, store, clock.clone(), Arc::new(OsRandom::new()));

@@ -15,6 +15,9 @@ pub struct EmailConfig {
     pub product_name: String,
     /// Lets projects send through their own SMTP server (`smtp*` entries of `Project.secret`).
     pub allow_project_smtp: bool,
+    /// Runs the outbox sender in this process. HTTP tests that read queued rows themselves
+    /// turn it off, so the sender does not take the rows first.
+    pub run_sender: bool,
     /// How often the sender looks for due outbox rows that another instance queued.
     pub poll_interval: Duration,
     /// Attempts per outbox row, the first one included, before the sender gives up. With the
@@ -53,6 +56,7 @@ impl Default for EmailConfig {
             from: "medgate <noreply@localhost>".to_string(),
             product_name: "Medplum".to_string(),
             allow_project_smtp: true,
+            run_sender: true,
             poll_interval: Duration::from_secs(5),
             max_attempts: 24,
             first_backoff: chrono::Duration::seconds(30),
