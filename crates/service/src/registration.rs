@@ -347,7 +347,11 @@ impl Services {
     /// Builds the writes of a new project (Medplum's `createProject`): the Project, the
     /// owner's Practitioner profile and admin membership, and a default client with its own
     /// membership.
-    fn prepare_project(&self, name: &str, owner: &User) -> ServiceResult<PreparedProject> {
+    pub(crate) fn prepare_project(
+        &self,
+        name: &str,
+        owner: &User,
+    ) -> ServiceResult<PreparedProject> {
         let project_id = uuid_v4(self.random());
         let practitioner_id = uuid_v4(self.random());
         let membership_id = uuid_v4(self.random());
@@ -407,11 +411,11 @@ impl Services {
 }
 
 /// A new project's ids and the writes that create it in one batch.
-struct PreparedProject {
-    project_id: String,
-    membership_id: String,
-    client_id: String,
-    writes: Vec<WriteOp>,
+pub(crate) struct PreparedProject {
+    pub(crate) project_id: String,
+    pub(crate) membership_id: String,
+    pub(crate) client_id: String,
+    pub(crate) writes: Vec<WriteOp>,
 }
 
 /// Resolves the scope of a new user. A client implies its project, and an explicit
