@@ -1387,3 +1387,99 @@ async fn project_admin_sees_only_project_users() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = User::RESOURCE_TYPE;
 }
+
+// ---------------------------------------------------------------------------------------
+// Invite emails go through the outbox in the invite's own batch
+
+impl World {
+    /// Claims every queued email and returns their payloads.
+    async fn queued_emails(&self) -> Vec<Value> {
+        let now = self.server.services.now();
+        self.server
+            .services
+            .repo
+            .store
+            .claim_outbox("email", now, now + chrono::Duration::minutes(5), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|message| message.payload)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn invite_queues_set_password_email() {
+    let world = world().await;
+    let mut body = practitioner("Mail@Example.com");
+    body.as_object_mut().unwrap().remove("sendEmail");
+    let (status, membership) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::OK, "{membership}");
+
+    let emails = world.queued_emails().await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let email = &emails[0];
+    assert_eq!(email["kind"], "invite");
+    assert_eq!(email["to"], "mail@example.com");
+    assert_eq!(email["projectId"], world.project());
+    assert_eq!(email["values"]["name"], "Bob Jones");
+    assert_eq!(
+        email["values"]["projectName"],
+        "Project of padmin@example.com"
+    );
+
+    // The link names the set-password request and carries the secret whose hash it stores.
+    let link = email["values"]["link"].as_str().unwrap();
+    let path = link
+        .strip_prefix(&world.server.url("setpassword/"))
+        .expect(link);
+    let (request_id, secret) = path.split_once('/').unwrap();
+    let request = world.read("UserSecurityRequest", request_id).await;
+    assert_eq!(request["user"], membership["user"]);
+    assert_eq!(
+        request["secretHash"],
+        medgate_service::random::sha256_hex(secret)
+    );
+}
+
+#[tokio::test]
+async fn invite_of_existing_user_queues_welcome() {
+    let world = world().await;
+    let other = world.server.create_member("qadmin@example.com", true).await;
+    let other_token = access_token(&world.server, &other).await;
+    let (status, _) = world
+        .call(
+            Method::POST,
+            &format!("admin/projects/{}/invite", other.project_id),
+            &other_token,
+            Some(practitioner("known@example.com")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut body = practitioner("known@example.com");
+    body["sendEmail"] = json!(true);
+    let (status, _) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let emails = world.queued_emails().await;
+    assert_eq!(
+        emails.len(),
+        1,
+        "sendEmail: false queued nothing: {emails:?}"
+    );
+    assert_eq!(emails[0]["kind"], "welcome");
+    assert_eq!(emails[0]["values"]["link"], world.server.url("signin"));
+}
+
+#[tokio::test]
+async fn failed_invite_queues_nothing() {
+    let world = world().await;
+    let mut body = practitioner("once@example.com");
+    body["sendEmail"] = json!(true);
+    let (status, _) = world.invite(&world.admin_token, body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(world.queued_emails().await.len(), 1);
+    let (status, _) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(world.queued_emails().await.is_empty());
+}

@@ -8,6 +8,8 @@
 mod membership;
 mod profile;
 
+use std::collections::BTreeMap;
+
 use chrono::Duration;
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
@@ -19,6 +21,7 @@ use tracing::{info, instrument};
 
 use crate::Services;
 use crate::clock::fhir_instant;
+use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
 use crate::login::is_valid_email;
@@ -148,10 +151,15 @@ impl Services {
             None
         };
 
-        // TODO: queue the invite or welcome email in this batch once the outbox exists —
-        // until then no message is sent, and the set-password request can be redeemed
-        // only with a link built elsewhere — see `Services::queue_email`.
-        let _send_email = invite.email.is_some() && invite.request.send_email != Some(false);
+        // email: an invite with the set-password link for a new user, a welcome for an
+        // existing one, queued in this batch so it is sent if and only if the invite is
+        // written.
+        if let Some(email) = &invite.email
+            && invite.request.send_email != Some(false)
+        {
+            let request = self.invite_email(&project, &invite, email, set_password_url.as_ref());
+            writes.push(self.queue_email(&request)?);
+        }
 
         self.repo.store.write(writes).await?;
         info!(
@@ -305,6 +313,42 @@ impl Services {
             .config
             .url(&format!("setpassword/{id}/{}", secret.expose()));
         Ok((request, Secret::new(url)))
+    }
+
+    /// Builds the invite email (new user, with the set-password link) or the welcome email
+    /// (existing user, with the sign-in link).
+    fn invite_email(
+        &self,
+        project: &Project,
+        invite: &ValidInvite,
+        to: &str,
+        set_password_url: Option<&Secret<String>>,
+    ) -> EmailRequest {
+        let mut values = BTreeMap::new();
+        values.insert(
+            "name".to_string(),
+            format!("{} {}", invite.first_name, invite.last_name),
+        );
+        values.insert(
+            "projectName".to_string(),
+            project.name.clone().unwrap_or_default(),
+        );
+        let kind = match set_password_url {
+            Some(url) => {
+                values.insert("link".to_string(), url.expose().clone());
+                EmailKind::Invite
+            }
+            None => {
+                values.insert("link".to_string(), self.config.url("signin"));
+                EmailKind::Welcome
+            }
+        };
+        EmailRequest {
+            kind,
+            project_id: Some(project.id.clone()),
+            to: to.to_string(),
+            values,
+        }
     }
 
     /// Finds the user's membership in a project, if any.
