@@ -1483,3 +1483,23 @@ async fn failed_invite_queues_nothing() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(world.queued_emails().await.is_empty());
 }
+
+#[tokio::test]
+async fn admin_sees_security_request_without_secret() {
+    let world = world().await;
+    let (_, membership) = world
+        .invite(&world.admin_token, practitioner("custom@example.com"))
+        .await;
+    let path = format!(
+        "fhir/R4/UserSecurityRequest?user={}",
+        membership["user"]["reference"].as_str().unwrap()
+    );
+    let (status, bundle) = world
+        .call(Method::GET, &path, &world.admin_token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let request = &bundle["entry"][0]["resource"];
+    assert_eq!(request["type"], "invite");
+    assert!(request.get("secretHash").is_none(), "{request}");
+    assert!(request.get("secret").is_none(), "{request}");
+}
