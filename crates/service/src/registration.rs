@@ -331,7 +331,7 @@ impl Services {
 
     /// Finds the user registered with this email in exactly this scope: among the project's
     /// users when a project is given, otherwise among the server-scoped users.
-    async fn find_registered_user(
+    pub(crate) async fn find_registered_user(
         &self,
         email: &str,
         project_id: Option<&str>,

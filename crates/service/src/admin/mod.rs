@@ -1,9 +1,9 @@
 //! Medplum's project administration API (`/admin/projects/:projectId/...`): the project's
 //! settings, its members, new clients and invites.
 //!
-//! Unlike Medplum, which ignores `:projectId` for everyone but super admins and acts on the
-//! caller's current project, medgate requires the path to name the project the caller
-//! administers, so a request never changes a project other than the one it names.
+//! Medplum ignores `:projectId` for everyone but super admins and acts on the caller's
+//! current project. medgate requires the path to name a project the caller administers, so
+//! a request never changes a project other than the one it names.
 
 pub mod client;
 pub mod invite;
@@ -115,6 +115,14 @@ impl Services {
         info!(project_id = %project.id, field = list.field(), "replaced a project list");
         Ok(updated)
     }
+}
+
+/// Finds the parameter `name` of a FHIR `Parameters` resource.
+pub(crate) fn parameter<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
+    body.get("parameter")?
+        .as_array()?
+        .iter()
+        .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
 }
 
 /// Checks a new `setting`, `secret` or `site` list: an array of objects that each have a

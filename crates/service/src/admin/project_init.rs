@@ -7,20 +7,13 @@ use medgate_store::WriteOp;
 use serde_json::Value;
 use tracing::info;
 
+use super::parameter;
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
 use crate::login::is_valid_email;
 use crate::random::uuid_v4;
 use crate::repo::WriteContext;
-
-/// Reads a `valueString` or `valueReference` parameter of a FHIR `Parameters` resource.
-fn parameter<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get("parameter")?
-        .as_array()?
-        .iter()
-        .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
-}
 
 impl Services {
     /// Creates a project owned by `owner` (a User reference), by the server-scoped user with
@@ -67,7 +60,7 @@ impl Services {
                         "ownerEmail",
                     ));
                 }
-                match self.find_scoped_user(&email, None).await? {
+                match self.find_registered_user(&email, None).await? {
                     Some(user) => user,
                     None => {
                         let user = User {

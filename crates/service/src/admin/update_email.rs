@@ -7,6 +7,7 @@ use medgate_store::WriteOp;
 use serde_json::{Value, json};
 use tracing::info;
 
+use super::parameter;
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
@@ -29,13 +30,7 @@ impl UpdateEmail {
                 "resourceType",
             ));
         }
-        let find = |name: &str| {
-            body.get("parameter")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
-        };
+        let find = |name: &str| parameter(body, name);
         let flag = |name: &str| {
             find(name)
                 .and_then(|parameter| parameter.get("valueBoolean"))
@@ -106,7 +101,7 @@ impl Services {
                 .as_deref()
                 .and_then(|project| project.strip_prefix("Project/"));
             if self
-                .find_scoped_user(&parameters.email, scope)
+                .find_registered_user(&parameters.email, scope)
                 .await?
                 .is_some_and(|other| other.id != user.id)
             {
@@ -124,8 +119,9 @@ impl Services {
             }
         }
 
-        // TODO: send a verification email when it is not skipped — the user keeps
-        // `emailVerified: false` until then — see `Services::queue_email`.
+        // TODO: queue a verify-email request and its email when verification is not
+        // skipped — until then the user keeps `emailVerified: false`, which only withholds
+        // the verified flag — see `POST /auth/verifyemail`.
         user.email = Some(parameters.email.clone());
         user.email_verified = Some(parameters.skip_email_verification);
         let context = WriteContext {

@@ -30,7 +30,7 @@ use crate::random::{secret_hex, sha256_hex, uuid_v4};
 use crate::repo::WriteContext;
 use crate::secret::Secret;
 
-/// How long the set-password link of an invite works; Medplum's window for invites.
+/// How long the set-password link of an invite works, the same window as Medplum's.
 const INVITE_LIFETIME: Duration = Duration::days(7);
 
 /// Medplum's `InviteRequest`, including its deprecated top-level `accessPolicy`, `access`
@@ -68,7 +68,8 @@ struct ValidInvite {
     request: InviteRequest,
 }
 
-/// What an invite wrote: the membership as stored, and the set-password link of a new user.
+/// The result of an invite: the membership as stored, and the set-password link of a new
+/// user.
 pub struct InviteResult {
     pub membership: Value,
     /// `<baseUrl>setpassword/<id>/<secret>`; present only for a new user.
@@ -142,7 +143,7 @@ impl Services {
         writes.push(membership);
 
         // set-password request: only a new user needs one. Its secret is stored as a SHA-256
-        // hash and leaves the server only in the emailed link.
+        // hash and leaves the server only in the queued email.
         let set_password_url = if existing_user.is_none() {
             let (request, url) = self.invite_security_request(&project, &user)?;
             writes.push(WriteOp::Create(request));
@@ -161,6 +162,8 @@ impl Services {
             writes.push(self.queue_email(&request)?);
         }
 
+        // NOTE: two concurrent invites of one new email can both pass the look-ups above and
+        // create two users, because the store has no unique index on User email.
         self.repo.store.write(writes).await?;
         info!(
             user_id = %user.id,
@@ -184,12 +187,12 @@ impl Services {
         project_scoped: bool,
     ) -> ServiceResult<()> {
         let clash = if project_scoped {
-            match self.find_scoped_user(email, None).await? {
+            match self.find_registered_user(email, None).await? {
                 Some(user) => self.membership_of(project, &user).await?.is_some(),
                 None => false,
             }
         } else {
-            self.find_scoped_user(email, Some(&project.id))
+            self.find_registered_user(email, Some(&project.id))
                 .await?
                 .is_some()
         };
@@ -210,7 +213,7 @@ impl Services {
     ) -> ServiceResult<Option<User>> {
         if let Some(email) = &invite.email {
             let scope = invite.project_scoped.then_some(project.id.as_str());
-            return self.find_scoped_user(email, scope).await;
+            return self.find_registered_user(email, scope).await;
         }
         let Some(external_id) = &invite.external_id else {
             return Ok(None);
@@ -229,21 +232,6 @@ impl Services {
             Err(ServiceError::NotFound | ServiceError::Gone) => Ok(None),
             Err(error) => Err(error),
         }
-    }
-
-    /// Finds the user with this email in exactly one scope: the project's users, or the
-    /// server-scoped users when `project_id` is `None`.
-    pub(crate) async fn find_scoped_user(
-        &self,
-        email: &str,
-        project_id: Option<&str>,
-    ) -> ServiceResult<Option<User>> {
-        let request = SearchRequest::new("User").filter("email", &email.to_lowercase());
-        let request = match project_id {
-            Some(project_id) => request.filter("project", &format!("Project/{project_id}")),
-            None => request.missing("project", true),
-        };
-        self.repo.search_one(request).await
     }
 
     /// Finds the membership of a project with this `externalId`, the identifier of the
