@@ -44,6 +44,40 @@ async fn access_token(server: &TestServer, member: &Member) -> String {
 }
 
 impl World {
+    /// Makes P's admin an admin of another project too and returns a token for that
+    /// membership.
+    async fn admin_token_in(&self, project_id: &str) -> String {
+        self.server
+            .add_membership(&self.admin.user_id, project_id, true)
+            .await;
+        let body = json!({"email": self.admin.email, "password": self.admin.password, "projectId": project_id,
+            "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"});
+        let login: Value = self
+            .server
+            .post_json("auth/login", body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let code = login["code"]
+            .as_str()
+            .expect("one membership in that project")
+            .to_string();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", common::VERIFIER),
+        ];
+        let tokens: Value = self
+            .server
+            .post_form("oauth2/token", &form)
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokens["access_token"].as_str().unwrap().to_string()
+    }
+
     fn project(&self) -> &str {
         &self.admin.project_id
     }
@@ -846,39 +880,7 @@ async fn inactive_membership_takes_effect_at_once() {
     assert_eq!(status, StatusCode::OK);
 
     // The member's project admin switches the membership off.
-    let admin_id = world
-        .server
-        .add_membership(&world.admin.user_id, &member.project_id, true)
-        .await
-        .0;
-    let _ = admin_id;
-    let admin_token = {
-        let response = world
-            .server
-            .post_json("auth/login", json!({"email": world.admin.email, "password": world.admin.password, "projectId": member.project_id,
-                "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"}))
-            .await;
-        let login: Value = response.json().await.unwrap();
-        let code = login["code"]
-            .as_str()
-            .expect("one membership in that project")
-            .to_string();
-        let tokens: Value = world
-            .server
-            .post_form(
-                "oauth2/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("code_verifier", common::VERIFIER),
-                ],
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        tokens["access_token"].as_str().unwrap().to_string()
-    };
+    let admin_token = world.admin_token_in(&member.project_id).await;
     let path = format!(
         "admin/projects/{}/members/{}",
         member.project_id, member.membership_id
@@ -1502,4 +1504,89 @@ async fn admin_sees_security_request_without_secret() {
     assert_eq!(request["type"], "invite");
     assert!(request.get("secretHash").is_none(), "{request}");
     assert!(request.get("secret").is_none(), "{request}");
+}
+
+#[tokio::test]
+async fn deleted_membership_token_is_refused() {
+    let world = world().await;
+    let member = world
+        .server
+        .create_member("leaving@example.com", false)
+        .await;
+    let tokens = world
+        .server
+        .member_tokens(&member, "openid offline_access")
+        .await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let admin_token = world.admin_token_in(&member.project_id).await;
+    let path = format!(
+        "admin/projects/{}/members/{}",
+        member.project_id, member.membership_id
+    );
+    let (status, _) = world.call(Method::DELETE, &path, &admin_token, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = world.call(Method::GET, "auth/me", token, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let response = world
+        .server
+        .post_form(
+            "oauth2/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // The server-scoped user itself stays.
+    assert!(
+        world
+            .server
+            .services
+            .repo
+            .store
+            .read("User", &member.user_id)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn super_admin_reads_any_project() {
+    let world = world().await;
+    let path = format!("admin/projects/{}", world.project());
+    let (status, body) = world
+        .call(Method::GET, &path, &world.super_token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["project"]["id"], world.project());
+    let (status, _) = world
+        .call(
+            Method::GET,
+            "admin/projects/00000000-0000-4000-8000-000000000000",
+            &world.super_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn project_admin_cannot_update_server_user() {
+    let world = world().await;
+    let (_, doctor) = world
+        .invite(&world.admin_token, practitioner("srv@example.com"))
+        .await;
+    let user_id = id_of(&doctor["user"]);
+    let mut user = world.read("User", &user_id).await;
+    user["firstName"] = json!("Mallory");
+    let (status, _) = world
+        .call(
+            Method::PUT,
+            &format!("fhir/R4/User/{user_id}"),
+            &world.admin_token,
+            Some(user),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(world.read("User", &user_id).await["firstName"], "Bob");
 }

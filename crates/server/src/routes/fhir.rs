@@ -500,7 +500,10 @@ async fn type_operation(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, OutcomeError> {
     if !operation.starts_with('$') {
-        return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
+        return Ok(fhir_json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &OperationOutcome::bad_request("Method not allowed", None),
+        ));
     }
     match (resource_type.as_str(), operation.as_str()) {
         ("Project", "$init") => {
