@@ -1316,9 +1316,28 @@ async fn admin_updates_project_user_email() {
     assert_eq!(status, StatusCode::OK, "{user}");
     assert_eq!(user["email"], "new@example.com");
     assert!(user.get("passwordHash").is_none());
+    assert_eq!(user["emailVerified"], false);
     let profile = world.read("Patient", &id_of(&membership["profile"])).await;
     assert_eq!(profile["telecom"][0]["value"], "new@example.com");
     assert_eq!(profile["telecom"].as_array().unwrap().len(), 1);
+
+    // The new address gets a link that verifies it.
+    let emails = world.queued_emails().await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0]["kind"], "verifyEmail");
+    assert_eq!(emails[0]["to"], "new@example.com");
+    let link = emails[0]["values"]["link"].as_str().unwrap();
+    let path = link
+        .strip_prefix(&world.server.url("verifyemail/"))
+        .expect(link);
+    let (request_id, secret) = path.split_once('/').unwrap();
+    let request = world.read("UserSecurityRequest", request_id).await;
+    assert_eq!(request["type"], "verify-email");
+    assert_eq!(request["user"]["reference"], format!("User/{user_id}"));
+    assert_eq!(
+        request["secretHash"],
+        medgate_service::random::sha256_hex(secret)
+    );
 
     // A server-scoped user is the super admin's to change.
     let (_, doctor) = world
@@ -1589,4 +1608,25 @@ async fn project_admin_cannot_update_server_user() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(world.read("User", &user_id).await["firstName"], "Bob");
+}
+
+#[tokio::test]
+async fn update_email_can_skip_verification() {
+    let world = world().await;
+    let body = json!({"resourceType": "Patient", "firstName": "Pat", "lastName": "Doe", "email": "skip@example.com", "sendEmail": false});
+    let (_, membership) = world.invite(&world.admin_token, body).await;
+    let path = format!("fhir/R4/User/{}/$update-email", id_of(&membership["user"]));
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "email", "valueString": "skipped@example.com"},
+        {"name": "skipEmailVerification", "valueBoolean": true}
+    ]});
+    let (status, user) = world
+        .call(Method::POST, &path, &world.admin_token, Some(parameters))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["emailVerified"], true);
+    assert!(world.queued_emails().await.is_empty());
+    // Without updateProfileTelecom the profile keeps its address.
+    let profile = world.read("Patient", &id_of(&membership["profile"])).await;
+    assert_eq!(profile["telecom"][0]["value"], "skip@example.com");
 }

@@ -1,6 +1,8 @@
 //! `POST /fhir/R4/User/:id/$update-email`: changes a user's email and, when asked, the email
 //! in the telecom of each of their profiles, in one batch.
 
+use std::collections::BTreeMap;
+
 use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_store::WriteOp;
@@ -9,11 +11,15 @@ use tracing::info;
 
 use super::parameter;
 use crate::Services;
+use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
 use crate::login::is_valid_email;
 use crate::random::is_uuid;
 use crate::repo::WriteContext;
+
+/// How long the link that verifies a new address works, the same window as Medplum's.
+const VERIFY_EMAIL_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
 /// The parameters of `$update-email`.
 struct UpdateEmail {
@@ -119,9 +125,6 @@ impl Services {
             }
         }
 
-        // TODO: queue a verify-email request and its email when verification is not
-        // skipped — until then the user keeps `emailVerified: false`, which only withholds
-        // the verified flag — see `POST /auth/verifyemail`.
         user.email = Some(parameters.email.clone());
         user.email_verified = Some(parameters.skip_email_verification);
         let context = WriteContext {
@@ -155,7 +158,41 @@ impl Services {
                 }
             }
         }
-        let profiles_updated = writes.len() - 1;
+        // verification: unless skipped, a verify-email request for the new address and its
+        // email, in the same batch.
+        if !parameters.skip_email_verification {
+            let project_id = user_project
+                .as_deref()
+                .and_then(|project| project.strip_prefix("Project/"));
+            let (request, link) = self.prepare_security_request(
+                "verify-email",
+                &user,
+                project_id,
+                VERIFY_EMAIL_LIFETIME,
+                "verifyemail",
+            )?;
+            writes.push(WriteOp::Create(request));
+            let name = [user.first_name.as_deref(), user.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let email = EmailRequest {
+                kind: EmailKind::VerifyEmail,
+                project_id: project_id.map(str::to_string),
+                to: parameters.email.clone(),
+                values: BTreeMap::from([
+                    ("name".to_string(), name),
+                    ("link".to_string(), link.expose().clone()),
+                ]),
+            };
+            writes.push(self.queue_email(&email)?);
+        }
+        let profiles_updated = writes
+            .iter()
+            .filter(|write| matches!(write, WriteOp::Update { .. }))
+            .count()
+            - 1;
         self.repo.store.write(writes).await?;
         info!(user_id, profiles_updated, "updated a user's email");
         Ok(caller.present(written))

@@ -16,17 +16,16 @@ use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_store::WriteOp;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tracing::{info, instrument};
 
 use crate::Services;
-use crate::clock::fhir_instant;
 use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
 use crate::login::is_valid_email;
 use crate::password::check_new_password;
-use crate::random::{secret_hex, sha256_hex, uuid_v4};
+use crate::random::uuid_v4;
 use crate::repo::WriteContext;
 use crate::secret::Secret;
 
@@ -145,7 +144,14 @@ impl Services {
         // set-password request: only a new user needs one. Its secret is stored as a SHA-256
         // hash and leaves the server only in the queued email.
         let set_password_url = if existing_user.is_none() {
-            let (request, url) = self.invite_security_request(&project, &user)?;
+            // The request belongs to the inviting project, so its admins can see it.
+            let (request, url) = self.prepare_security_request(
+                "invite",
+                &user,
+                Some(&project.id),
+                INVITE_LIFETIME,
+                "setpassword",
+            )?;
             writes.push(WriteOp::Create(request));
             Some(url)
         } else {
@@ -275,32 +281,6 @@ impl Services {
             extra,
             ..Default::default()
         })
-    }
-
-    /// Builds the `UserSecurityRequest` of type `invite` that `POST /auth/setpassword`
-    /// redeems, and its link. The request belongs to the inviting project, so its admins
-    /// can see it.
-    fn invite_security_request(
-        &self,
-        project: &Project,
-        user: &User,
-    ) -> ServiceResult<(Value, Secret<String>)> {
-        let secret = Secret::new(secret_hex(self.random(), 32));
-        let request = json!({
-            "resourceType": "UserSecurityRequest",
-            "type": "invite",
-            "user": user.reference(),
-            "secretHash": sha256_hex(secret.expose()),
-            "expiresAt": fhir_instant(self.now() + INVITE_LIFETIME),
-        });
-        let request = self
-            .repo
-            .prepare_create(request, &WriteContext::system(Some(&project.id)))?;
-        let id = request["id"].as_str().unwrap_or_default();
-        let url = self
-            .config
-            .url(&format!("setpassword/{id}/{}", secret.expose()));
-        Ok((request, Secret::new(url)))
     }
 
     /// Builds the invite email (new user, with the set-password link) or the welcome email
@@ -466,6 +446,7 @@ fn validate(request: InviteRequest) -> ServiceResult<ValidInvite> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(body: Value) -> InviteRequest {
         serde_json::from_value(body).unwrap()
