@@ -1201,6 +1201,8 @@ async fn rotate_secret_checks_client_project() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+
+    // P's admin knows the secret, but the client is in Q.
     let body = json!({"resourceType": "Parameters", "parameter": [{"name": "secret", "valueString": client["secret"]}]});
     let path = format!(
         "fhir/R4/ClientApplication/{}/$rotate-secret",
@@ -1214,6 +1216,7 @@ async fn rotate_secret_checks_client_project() {
         StatusCode::NOT_FOUND,
         "another project's client is not found"
     );
+
     let (status, rotated) = world
         .call(Method::POST, &path, &other_token, Some(body))
         .await;

@@ -85,7 +85,7 @@ impl Services {
 
     /// Returns the write that creates the membership, or, with `upsert`, updates the user's
     /// existing one. A user who is already a member is a conflict unless `upsert` is set or
-    /// `forceNewMembership` asks for a second membership.
+    /// `forceNewMembership` requests a second membership.
     pub(super) async fn upsert_membership(
         &self,
         project: &Project,

@@ -426,8 +426,8 @@ fn validate(request: InviteRequest) -> ServiceResult<ValidInvite> {
     }
 
     // Medplum's scoping rule: patients, people known by an external ID, and anyone invited
-    // with `scope: "project"` belong to the project; practitioners and related persons
-    // belong to the server unless asked otherwise.
+    // with `scope: "project"` belong to the project. Practitioners and related persons
+    // belong to the server unless the request sets `scope: "project"`.
     let project_scoped = (resource_type == "Patient" && scope != Some("server"))
         || external_id.is_some()
         || scope == Some("project");

@@ -178,7 +178,7 @@ enum ProfileError {
     Service(ServiceError),
 }
 
-/// A reference to a stored profile with its name as `display`, as Medplum writes it.
+/// Builds the reference to a stored profile with its name as `display`, as Medplum writes it.
 fn profile_reference(profile: &Value) -> Reference {
     let reference = Reference::new(
         profile["resourceType"].as_str().unwrap_or_default(),
