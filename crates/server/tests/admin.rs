@@ -771,6 +771,15 @@ async fn invited_email_is_case_insensitive() {
     assert_eq!(response.status(), StatusCode::OK);
     let login: Value = response.json().await.unwrap();
     assert!(login["code"].is_string(), "{login}");
+    let response = world
+        .server
+        .post_json(
+            "auth/login",
+            json!({"email": "ALICE@EXAMPLE.COM", "password": PASSWORD,
+            "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
 
     // Inviting `ALICE@example.COM` into another project reuses the user.
     let other = world.server.create_member("qadmin@example.com", true).await;
