@@ -1642,3 +1642,29 @@ async fn update_email_can_skip_verification() {
     let profile = world.read("Patient", &id_of(&membership["profile"])).await;
     assert_eq!(profile["telecom"][0]["value"], "skip@example.com");
 }
+
+#[tokio::test]
+async fn upsert_keeps_chosen_policy() {
+    let world = world().await;
+    let chosen = create_policy(&world, world.project()).await;
+    let admin_default = create_policy(&world, world.project()).await;
+    set_project_field(
+        &world,
+        "defaultAccessPolicies",
+        json!([{"profileType": "Admin", "accessPolicy": {"reference": admin_default}}]),
+    )
+    .await;
+    let mut body = practitioner("keep@example.com");
+    body["membership"] = json!({"accessPolicy": {"reference": chosen}});
+    let (status, first) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+
+    let mut body = practitioner("keep@example.com");
+    body["upsert"] = json!(true);
+    body["membership"] = json!({"admin": true});
+    let (status, second) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(second["admin"], true);
+    assert_eq!(second["accessPolicy"]["reference"], chosen);
+}

@@ -2,7 +2,7 @@
 //! policy for the profile type, and Medplum's duplicate rules.
 
 use medgate_fhir::Reference;
-use medgate_fhir::resources::{Project, TypedResource, User};
+use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use medgate_store::WriteOp;
 use serde_json::{Map, Value, json};
 
@@ -22,6 +22,7 @@ impl Services {
         project: &Project,
         invite: &ValidInvite,
         patient: Option<&Reference>,
+        apply_defaults: bool,
     ) -> ServiceResult<Map<String, Value>> {
         let request = &invite.request;
         let mut template = Map::new();
@@ -54,7 +55,10 @@ impl Services {
         }
 
         // defaults by profile type, when the request names no policy.
-        if !template.contains_key("accessPolicy") && !template.contains_key("access") {
+        if apply_defaults
+            && !template.contains_key("accessPolicy")
+            && !template.contains_key("access")
+        {
             let project_json = project.to_json();
             if invite.resource_type == "RelatedPerson" {
                 let default = project_json["defaultAccessPolicies"]
@@ -83,25 +87,18 @@ impl Services {
         Ok(template)
     }
 
-    /// Returns the write that creates the membership, or, with `upsert`, updates the user's
-    /// existing one. A user who is already a member is a conflict unless `upsert` is set or
-    /// `forceNewMembership` requests a second membership.
-    pub(super) async fn upsert_membership(
+    /// Returns the write that creates the membership, or updates `existing` (an upsert) with
+    /// the template, keeping its id, project, user and profile. An upsert that names another
+    /// profile is a conflict.
+    pub(super) fn upsert_membership(
         &self,
         project: &Project,
-        invite: &ValidInvite,
         user: &User,
-        existing_user: bool,
+        existing: Option<ProjectMembership>,
         profile: &Reference,
         template: Map<String, Value>,
     ) -> ServiceResult<WriteOp> {
         let context = WriteContext::system(Some(&project.id));
-        let existing = if existing_user && invite.request.force_new_membership != Some(true) {
-            self.membership_of(project, user).await?
-        } else {
-            None
-        };
-
         let Some(existing) = existing else {
             let mut membership = template;
             membership.insert("resourceType".to_string(), json!("ProjectMembership"));
@@ -114,12 +111,6 @@ impl Services {
             return Ok(WriteOp::Create(membership));
         };
 
-        if invite.request.upsert != Some(true) {
-            return Err(ServiceError::Conflict(format!(
-                "User is already a member of this project (ProjectMembership/{})",
-                existing.id
-            )));
-        }
         if existing.profile.reference != profile.reference {
             return Err(ServiceError::Conflict(
                 "User is already a member of this project with a different profile".to_string(),
@@ -131,6 +122,14 @@ impl Services {
         }
         self.repo.prepare_update(membership, &context)
     }
+}
+
+/// The conflict of an invite for a user who is already a member, naming the membership.
+pub(super) fn duplicate_membership(existing: &ProjectMembership) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "User is already a member of this project (ProjectMembership/{})",
+        existing.id
+    ))
 }
 
 /// Lists the policies a membership template names in `accessPolicy` and `access[].policy`.

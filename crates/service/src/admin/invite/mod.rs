@@ -8,6 +8,9 @@
 mod membership;
 mod profile;
 
+use membership::duplicate_membership;
+use profile::InviteProfile;
+
 use std::collections::BTreeMap;
 
 use chrono::Duration;
@@ -110,24 +113,53 @@ impl Services {
             }
         };
 
-        let profile = self.invite_profile(&project, &invite).await?;
+        // existing membership: a duplicate is rejected before anything else is resolved, and
+        // an upsert keeps the membership's profile unless the request names another one.
+        let existing_membership = if existing_user.is_some() && !force_new {
+            self.membership_of(&project, &user).await?
+        } else {
+            None
+        };
+        if let Some(existing) = &existing_membership
+            && invite.request.upsert != Some(true)
+        {
+            return Err(duplicate_membership(existing));
+        }
+        let names_profile = invite
+            .request
+            .membership
+            .as_ref()
+            .is_some_and(|membership| membership.contains_key("profile"));
+        let profile = match &existing_membership {
+            Some(existing) if !names_profile => InviteProfile {
+                reference: existing.profile.clone(),
+                create: None,
+                patient: None,
+            },
+            _ => self.invite_profile(&project, &invite).await?,
+        };
         if let Some(create) = profile.create {
             writes.push(WriteOp::Create(create));
         }
 
+        // Default policies apply to new memberships only, so an upsert never replaces a
+        // policy an admin chose earlier.
         let template = self
-            .membership_template(caller, &project, &invite, profile.patient.as_ref())
-            .await?;
-        let membership = self
-            .upsert_membership(
+            .membership_template(
+                caller,
                 &project,
                 &invite,
-                &user,
-                existing_user.is_some(),
-                &profile.reference,
-                template,
+                profile.patient.as_ref(),
+                existing_membership.is_none(),
             )
             .await?;
+        let membership = self.upsert_membership(
+            &project,
+            &user,
+            existing_membership,
+            &profile.reference,
+            template,
+        )?;
         let membership_value = match &membership {
             WriteOp::Create(value)
             | WriteOp::Update {
