@@ -1668,3 +1668,53 @@ async fn upsert_keeps_chosen_policy() {
     assert_eq!(second["admin"], true);
     assert_eq!(second["accessPolicy"]["reference"], chosen);
 }
+
+#[tokio::test]
+async fn registration_cannot_shadow_server_member() {
+    let world = world().await;
+    let policy = create_policy(&world, world.project()).await;
+    set_project_field(
+        &world,
+        "defaultPatientAccessPolicy",
+        json!({"reference": policy}),
+    )
+    .await;
+    let (status, _) = world
+        .invite(&world.admin_token, practitioner("member@example.com"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let before = world.counts().await;
+    let body = json!({"firstName": "Eve", "lastName": "Doe", "email": "Member@example.com",
+        "password": PASSWORD, "projectId": world.project(),
+        "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"});
+    let response = world.server.post_json("auth/newuser", body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(issue_text(&outcome), "Email already registered");
+    assert_eq!(world.counts().await, before);
+
+    // Another email registers into the open project as before.
+    let body = json!({"firstName": "Eve", "lastName": "Doe", "email": "eve@example.com",
+        "password": PASSWORD, "projectId": world.project(),
+        "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"});
+    let response = world.server.post_json("auth/newuser", body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn invite_marks_mfa_required() {
+    let world = world().await;
+    let mut body = practitioner("mfa@example.com");
+    body["mfaRequired"] = json!(true);
+    let (status, membership) = world.invite(&world.admin_token, body).await;
+    assert_eq!(status, StatusCode::OK, "{membership}");
+    let user = world.read("User", &id_of(&membership["user"])).await;
+    assert_eq!(user["mfaRequired"], true);
+
+    let (_, other) = world
+        .invite(&world.admin_token, practitioner("plain-mfa@example.com"))
+        .await;
+    let user = world.read("User", &id_of(&other["user"])).await;
+    assert!(user.get("mfaRequired").is_none());
+}

@@ -145,6 +145,24 @@ impl Services {
             ));
         }
 
+        // scope clash: a server-scoped member of the project with this email would be
+        // shadowed at sign-in by the new project-scoped user.
+        if let Some(project_id) = registration.project_id() {
+            let project = Project {
+                id: project_id.to_string(),
+                ..Default::default()
+            };
+            match self.check_scope_clash(&project, &email, true).await {
+                Err(ServiceError::Conflict(_)) => {
+                    return Err(ServiceError::invalid_field(
+                        "Email already registered",
+                        "email",
+                    ));
+                }
+                other => other?,
+            }
+        }
+
         let user = User {
             id: uuid_v4(self.random()),
             first_name: Some(first_name.to_string()),
