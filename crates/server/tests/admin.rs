@@ -1211,7 +1211,7 @@ async fn rotate_secret_checks_client_project() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 
-    // P's admin knows the secret, but the client is in Q.
+    // P's admin has the secret, but the client is in Q.
     let body = json!({"resourceType": "Parameters", "parameter": [{"name": "secret", "valueString": client["secret"]}]});
     let path = format!(
         "fhir/R4/ClientApplication/{}/$rotate-secret",

@@ -124,7 +124,7 @@ impl Services {
     }
 }
 
-/// The conflict of an invite for a user who is already a member, naming the membership.
+/// Builds the conflict of an invite for a user who is already a member, naming the membership.
 pub(super) fn duplicate_membership(existing: &ProjectMembership) -> ServiceError {
     ServiceError::Conflict(format!(
         "User is already a member of this project (ProjectMembership/{})",
