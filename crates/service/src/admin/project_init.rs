@@ -77,6 +77,8 @@ impl Services {
                     }
                 }
             }
+            // NOTE: Medplum creates a project without an owner when the caller is a client;
+            // medgate rejects that request because every project here gets an owner.
             (None, None) => self.project_owner(&caller.auth.login.user).await?,
         };
 
