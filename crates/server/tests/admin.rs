@@ -1718,3 +1718,70 @@ async fn invite_marks_mfa_required() {
     let user = world.read("User", &id_of(&other["user"])).await;
     assert!(user.get("mfaRequired").is_none());
 }
+
+#[tokio::test]
+async fn admin_client_invites_with_basic_auth() {
+    let world = world().await;
+    let path = format!("admin/projects/{}/client", world.project());
+    let (status, client) = world
+        .call(
+            Method::POST,
+            &path,
+            &world.admin_token,
+            Some(json!({"name": "Provisioner"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let client_id = client["id"].as_str().unwrap();
+    let secret = client["secret"].as_str().unwrap();
+
+    // Not an admin yet: the client's membership has no admin flag.
+    let invite = |world: &World| {
+        world
+            .server
+            .http
+            .post(
+                world
+                    .server
+                    .url(&format!("admin/projects/{}/invite", world.project())),
+            )
+            .basic_auth(client_id, Some(secret))
+            .json(&practitioner("provisioned@example.com"))
+            .send()
+    };
+    assert_eq!(
+        invite(&world).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let memberships = world
+        .search(
+            "ProjectMembership",
+            &[("user", &format!("ClientApplication/{client_id}"))],
+        )
+        .await;
+    let mut membership = memberships[0].clone();
+    membership["admin"] = json!(true);
+    let member_path = format!(
+        "admin/projects/{}/members/{}",
+        world.project(),
+        membership["id"].as_str().unwrap()
+    );
+    let (status, _) = world
+        .call(
+            Method::POST,
+            &member_path,
+            &world.admin_token,
+            Some(membership),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = invite(&world).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let invited: Value = response.json().await.unwrap();
+    assert_eq!(
+        invited["invitedBy"]["reference"],
+        format!("ClientApplication/{client_id}")
+    );
+}
