@@ -481,3 +481,44 @@ async fn failure_logs_omit_link_and_password() {
         "the SMTP password reached the logs"
     );
 }
+
+#[tokio::test]
+async fn admin_invite_mails_set_password_link() {
+    let smtp = SmtpServer::start().await;
+    let server = start_with_smtp(&smtp).await;
+    let admin = server.create_member("owner@clinic.example", true).await;
+    let token = server.member_tokens(&admin, "openid").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let response = server
+        .http
+        .post(server.url(&format!("admin/projects/{}/invite", admin.project_id)))
+        .bearer_auth(&token)
+        .json(
+            &json!({"resourceType": "Practitioner", "firstName": "Ivy", "lastName": "Lane",
+            "email": "ivy@example.com"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].recipients, vec!["ivy@example.com"]);
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("Welcome to Medplum")
+    );
+    let body = mails[0].decoded_body();
+    let link_prefix = format!("{}setpassword/", server.base_url);
+    assert!(
+        body.contains(&link_prefix),
+        "no set-password link in {body}"
+    );
+    assert!(
+        body.contains(&format!("You were invited to Project of {}.", admin.email)),
+        "{body}"
+    );
+}

@@ -465,3 +465,41 @@ async fn delivered_resources_omit_secrets() {
         "the MFA secret left the server"
     );
 }
+
+#[tokio::test]
+async fn invite_fires_user_security_request_hook() {
+    let server = start_server().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (admin, token) = project_member(&server, "h@clinic.example", true).await;
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription("UserSecurityRequest", &receiver.url, json!([])),
+    )
+    .await;
+
+    // With sendEmail false, the project sends its own message from the notification.
+    let response = server
+        .http
+        .post(server.url(&format!("admin/projects/{}/invite", admin.project_id)))
+        .bearer_auth(&token)
+        .json(
+            &json!({"resourceType": "Patient", "firstName": "Jo", "lastName": "Park",
+            "email": "jo@example.com", "sendEmail": false}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let deliveries = receiver.wait_for(1).await;
+    let request = deliveries[0].json();
+    assert_eq!(request["resourceType"], "UserSecurityRequest");
+    assert_eq!(request["type"], "invite");
+    assert_eq!(
+        request.get("secretHash"),
+        None,
+        "the secret hash left the server"
+    );
+}
