@@ -479,7 +479,8 @@ async fn invite_fires_user_security_request_hook() {
     )
     .await;
 
-    // With sendEmail false, the project sends its own message from the notification.
+    // With sendEmail false nothing is mailed; the notification tells the project's own
+    // endpoint about the invite.
     let response = server
         .http
         .post(server.url(&format!("admin/projects/{}/invite", admin.project_id)))
