@@ -869,3 +869,183 @@ async fn admin_reset_forbidden_outside_own_project() {
     let (status, _) = post_auth(&server, &token, &own, json!({})).await;
     assert_eq!(status, 403);
 }
+
+// ---- sign-in page ----
+
+const REDIRECT: &str = "https://app.example.com/cb";
+
+/// Registers a client in the member's project and returns the authorization parameters.
+async fn page_params(server: &TestServer, member: &Member) -> Vec<(String, String)> {
+    let client = medgate_fhir::resources::ClientApplication {
+        name: Some("Chart viewer".into()),
+        redirect_uris: vec![REDIRECT.into()],
+        ..Default::default()
+    };
+    let created = server
+        .services
+        .create_client(client, &WriteContext::system(Some(&member.project_id)))
+        .await
+        .unwrap();
+    [
+        ("response_type", "code"),
+        ("client_id", created.client.id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("state", "st-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
+}
+
+/// Submits the password on the sign-in page; returns the page, its cookie and the login id.
+async fn page_password(
+    server: &TestServer,
+    member: &Member,
+    params: &[(String, String)],
+) -> (String, String, String) {
+    let mut form = params.to_vec();
+    form.push(("email".into(), member.email.clone()));
+    form.push(("password".into(), member.password.clone()));
+    let response = server
+        .http
+        .post(server.url("oauth2/authorize/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "MFA page instead of a redirect");
+    assert!(response.headers().get("location").is_none());
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = response.text().await.unwrap();
+    let marker = "name=\"login\" value=\"";
+    let start = html.find(marker).expect("login field") + marker.len();
+    let login_id = html[start..start + 36].to_string();
+    (html, cookie, login_id)
+}
+
+async fn page_code(
+    server: &TestServer,
+    params: &[(String, String)],
+    cookie: Option<&str>,
+    login_id: &str,
+    token: &str,
+    enroll: bool,
+) -> reqwest::Response {
+    let mut form = params.to_vec();
+    form.push(("login".into(), login_id.into()));
+    form.push(("token".into(), token.into()));
+    if enroll {
+        form.push(("enroll".into(), "totp".into()));
+    }
+    let mut request = server
+        .http
+        .post(server.url("oauth2/authorize/mfa"))
+        .form(&form);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_page_asks_for_code() {
+    let server = TestServer::start().await;
+    let member = server.create_member("page-mfa@example.com", false).await;
+    let (secret, _) = enroll_totp(&server, &member).await;
+    let params = page_params(&server, &member).await;
+
+    let (html, cookie, login_id) = page_password(&server, &member, &params).await;
+    assert!(html.contains("Two-step verification"), "{html}");
+
+    // Another browser, without the cookie, cannot finish this sign-in.
+    let response = page_code(
+        &server,
+        &params,
+        None,
+        &login_id,
+        &totp(&server, &secret, 0),
+        false,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+
+    let wrong = if totp(&server, &secret, 0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let response = page_code(&server, &params, Some(&cookie), &login_id, wrong, false).await;
+    assert_eq!(response.status(), 400);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Invalid MFA token"), "{html}");
+
+    let response = page_code(
+        &server,
+        &params,
+        Some(&cookie),
+        &login_id,
+        &totp(&server, &secret, 0),
+        false,
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let status = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", VERIFIER),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn sign_in_page_enrolls_totp() {
+    let server = TestServer::start().await;
+    let member = server.create_member("page-enroll@example.com", false).await;
+    update_user(&server, &member.user_id, |user| {
+        user.mfa_required = Some(true)
+    })
+    .await;
+    let params = page_params(&server, &member).await;
+
+    let (html, cookie, login_id) = page_password(&server, &member, &params).await;
+    assert!(html.contains("<img src=\"data:image/png;base64,"), "{html}");
+    let user: User = server.services.repo.read(&member.user_id).await.unwrap();
+    let secret = user.mfa_secret.expect("secret created for the enrollment");
+
+    let response = page_code(
+        &server,
+        &params,
+        Some(&cookie),
+        &login_id,
+        &totp(&server, &secret, 0),
+        true,
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let user: User = server.services.repo.read(&member.user_id).await.unwrap();
+    assert_eq!(user.mfa_enrolled, Some(true));
+}
