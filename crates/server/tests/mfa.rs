@@ -168,23 +168,30 @@ async fn set_project_settings(server: &TestServer, project_id: &str, settings: V
         .unwrap();
 }
 
-/// Replaces the emailed code of a login with one the test knows, as if it had read the
-/// email. The server still stores only the hash.
-async fn plant_email_code(server: &TestServer, login_id: &str) -> String {
-    let mut login: Login = server.services.repo.read(login_id).await.unwrap();
-    let code = server.services.issue_email_code(&mut login).await.unwrap();
-    let stored = serde_json::to_string(&login.email_mfa).unwrap();
-    assert!(
-        !stored.contains(code.expose().as_str()),
-        "code is stored in clear"
-    );
+/// Takes the emails queued since the last call from the outbox, as their JSON requests.
+async fn queued_emails(server: &TestServer) -> Vec<Value> {
+    let now = server.services.now() + Duration::days(1);
     server
         .services
         .repo
-        .update(&login, &WriteContext::system(None))
+        .store
+        .claim_outbox("email", now, now + Duration::days(1000), 100)
         .await
-        .unwrap();
-    code.expose().clone()
+        .unwrap()
+        .into_iter()
+        .map(|message| message.payload)
+        .collect()
+}
+
+/// The code of the one MFA email queued since the last call, checked to go to `to`.
+async fn emailed_code(server: &TestServer, to: &str) -> String {
+    let emails = queued_emails(server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0]["kind"], "mfaCode");
+    assert_eq!(emails[0]["to"], to);
+    let code = emails[0]["values"]["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6);
+    code
 }
 
 /// The id of the Login behind an access token.
@@ -654,7 +661,10 @@ async fn email_codes_single_use_and_expiring() {
     // Enrollment: a code from the challenge, stored on the caller's login.
     let (status, _) = post_auth(&server, &token, "auth/mfa/send-email-challenge", json!({})).await;
     assert_eq!(status, 200);
-    let code = plant_email_code(&server, &login_of(&token)).await;
+    let code = emailed_code(&server, &member.email).await;
+    let stored: Login = server.services.repo.read(&login_of(&token)).await.unwrap();
+    let stored = serde_json::to_string(&stored).unwrap();
+    assert!(!stored.contains(&code), "code is stored only as a hash");
     let (_, body) = post_auth(
         &server,
         &token,
@@ -683,7 +693,7 @@ async fn email_codes_single_use_and_expiring() {
     assert!(stored.email_mfa.is_some(), "code sent automatically");
 
     // Expiry after 20 minutes.
-    let code = plant_email_code(&server, &login_id).await;
+    let code = emailed_code(&server, &member.email).await;
     server.clock.advance(Duration::minutes(20));
     let (_, body) = post(
         &server,
@@ -696,7 +706,7 @@ async fn email_codes_single_use_and_expiring() {
     // A new code works once.
     let (status, _) = post(&server, "auth/mfa/send-email", json!({"login": login_id})).await;
     assert_eq!(status, 200);
-    let code = plant_email_code(&server, &login_id).await;
+    let code = emailed_code(&server, &member.email).await;
     server.clock.advance(Duration::minutes(19));
     let (status, body) = post(
         &server,
@@ -822,6 +832,11 @@ async fn admin_resets_member_totp() {
 
     let (status, body) = post_auth(&server, &admin_token, &path, json!({})).await;
     assert_eq!(status, 200, "{body}");
+    let emails = queued_emails(&server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0]["kind"], "mfaReset");
+    assert_eq!(emails[0]["to"], "worker@example.com");
+    assert_eq!(emails[0]["projectId"], admin.project_id.as_str());
     let after: User = server.services.repo.read(&member.user_id).await.unwrap();
     assert_eq!(after.mfa_enrolled, Some(false));
     assert!(after.mfa_method.is_empty());

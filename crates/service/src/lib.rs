@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod fhir_rest;
 pub mod grants;
@@ -23,6 +24,7 @@ pub mod registration;
 pub mod repo;
 pub mod secret;
 pub mod session;
+mod session_cache;
 pub mod tokens;
 pub mod userinfo;
 
@@ -41,6 +43,7 @@ use keys::KeyRing;
 use password::PasswordHasher;
 use random::Random;
 use repo::Repo;
+use session_cache::AuthCache;
 
 /// Everything a flow needs: settings, the store behind typed access, keys and the
 /// password-hashing pool. Cheap to clone.
@@ -50,6 +53,7 @@ pub struct Services {
     pub repo: Repo,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
+    auth_cache: AuthCache,
 }
 
 impl Services {
@@ -62,6 +66,7 @@ impl Services {
         let passwords = PasswordHasher::new(config.password_hash_workers, random.clone());
         Self {
             config: Arc::new(config),
+            auth_cache: AuthCache::new(store.subscribe()),
             repo: Repo {
                 store,
                 clock,

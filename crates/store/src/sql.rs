@@ -75,6 +75,55 @@ pub(crate) const DELETE_INDEX: &str =
 pub(crate) const CLAIM: &str =
     "INSERT INTO claims (name, claimed_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox \
+    (id, kind, payload, attempts, due_at, created_at) VALUES ($1, $2, $3, 0, $4, $5)";
+
+/// Claims due rows; each back end appends its row lock to the inner SELECT through `{lock}`.
+pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET due_at = $3, attempts = attempts + 1 \
+    WHERE id IN (SELECT id FROM outbox WHERE kind = $1 AND abandoned = FALSE AND due_at <= $2 \
+    ORDER BY due_at, id LIMIT $4{lock}) \
+    RETURNING id, kind, payload, attempts, due_at, created_at";
+
+pub(crate) const FINISH_OUTBOX: &str = "DELETE FROM outbox WHERE id = $1";
+
+pub(crate) const RETRY_OUTBOX: &str =
+    "UPDATE outbox SET due_at = $2, last_error = $3 WHERE id = $1 AND abandoned = FALSE";
+
+pub(crate) const ABANDON_OUTBOX: &str =
+    "UPDATE outbox SET abandoned = TRUE, payload = '{}', last_error = $2 WHERE id = $1";
+
+/// How many changes a slow subscriber may fall behind before it is told it missed some.
+pub(crate) const CHANGE_CAPACITY: usize = 4096;
+
+/// The resources a batch changes, as `Type/id`.
+pub(crate) fn changed_keys(batch: &[crate::WriteOp]) -> Vec<(String, String)> {
+    batch
+        .iter()
+        .filter_map(|op| match op {
+            crate::WriteOp::Create(resource) | crate::WriteOp::Update { resource, .. } => Some((
+                resource.get("resourceType")?.as_str()?.to_string(),
+                resource.get("id")?.as_str()?.to_string(),
+            )),
+            crate::WriteOp::Delete {
+                resource_type, id, ..
+            } => Some((resource_type.clone(), id.clone())),
+            crate::WriteOp::Claim { .. } | crate::WriteOp::Enqueue(_) => None,
+        })
+        .collect()
+}
+
+/// Writes an outbox instant in the fixed-width form that compares correctly as text.
+pub(crate) fn outbox_instant(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads back an instant written by [`outbox_instant`].
+pub(crate) fn parse_outbox_instant(text: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| StoreError::InvalidStoredValue("outbox instant"))
+}
+
 pub(crate) const SELECT_CURRENT: &str =
     "SELECT content, deleted FROM resources WHERE resource_type = $1 AND id = $2";
 

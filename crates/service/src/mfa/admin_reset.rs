@@ -2,11 +2,15 @@
 //! one factor of a member who lost it. No MFA code is needed, and the last factor of a user
 //! who must have MFA may go too, because the user then enrolls again at the next sign-in.
 
-use medgate_fhir::resources::{ProjectMembership, TypedResource, User};
+use std::collections::BTreeMap;
+
+use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use tracing::{info, instrument};
 
+use super::email_code::user_name;
 use super::{MfaMethod, enrolled_methods, set_enrolled_methods, totp};
 use crate::Services;
+use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::random::is_uuid;
 use crate::repo::WriteContext;
@@ -80,24 +84,31 @@ impl Services {
             &WriteContext::system(user_project.as_deref()),
         )?];
         if let Some(email) = &user.email {
-            batch.extend(self.mfa_reset_email(project_id, email, method)?);
+            batch.push(self.mfa_reset_email(&auth.project, &user, email)?);
         }
         self.repo.store.write(batch).await?;
         info!(user_id = %user.id, method = method.as_str(), "MFA factor reset by a project admin");
         Ok(())
     }
 
-    /// The notice that tells a user an admin reset one of their factors, as outbox writes.
+    /// The notice that tells a user an admin reset one of their factors, as an outbox write.
+    /// It uses the templates of the project whose admin made the reset.
     fn mfa_reset_email(
         &self,
-        project_id: &str,
+        project: &Project,
+        user: &User,
         to: &str,
-        method: MfaMethod,
-    ) -> ServiceResult<Vec<medgate_store::WriteOp>> {
-        // TODO: queue `EmailKind::MfaReset` to `to` for `project_id` through
-        // `Services::queue_email` — the outbox is not merged on this branch yet, so the reset
-        // happens without a notice.
-        let _ = (project_id, to, method);
-        Ok(Vec::new())
+    ) -> ServiceResult<medgate_store::WriteOp> {
+        let mut values = BTreeMap::new();
+        values.insert("name".to_string(), user_name(user));
+        if let Some(name) = &project.name {
+            values.insert("projectName".to_string(), name.clone());
+        }
+        self.queue_email(&EmailRequest {
+            kind: EmailKind::MfaReset,
+            project_id: Some(project.id.clone()),
+            to: to.to_string(),
+            values,
+        })
     }
 }

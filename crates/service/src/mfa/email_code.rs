@@ -2,6 +2,8 @@
 //! Login only as an argon2id hash. A 6-digit code has a million values, so a fast hash such
 //! as SHA-256 would give the code away to anyone who reads the database during its lifetime.
 
+use std::collections::BTreeMap;
+
 use chrono::DateTime;
 use medgate_fhir::resources::{EmailMfa, Login, TypedResource, User};
 use medgate_store::WriteOp;
@@ -11,6 +13,7 @@ use super::totp;
 use super::{MfaMethod, enrolled_methods};
 use crate::Services;
 use crate::clock::fhir_instant;
+use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::password::Verification;
 use crate::repo::WriteContext;
@@ -64,12 +67,10 @@ impl Services {
             return Err(ServiceError::invalid("User does not have an email address"));
         };
         let code = self.issue_email_code(&mut login).await?;
-        let project_id = user.meta.as_ref().and_then(|meta| meta.project.clone());
         let update = self
             .repo
             .prepare_update(login.to_json(), &WriteContext::system(None))?;
-        let mut batch = vec![update];
-        batch.extend(self.mfa_code_email(project_id.as_deref(), &email, &code)?);
+        let batch = vec![update, self.mfa_code_email(user, &email, &code)?];
         match self.repo.store.write(batch).await {
             Ok(()) => {}
             Err(medgate_store::StoreError::VersionConflict) => {
@@ -83,18 +84,23 @@ impl Services {
         self.repo.read(&login.id).await
     }
 
-    /// The email that carries an MFA code, as writes for the outbox.
+    /// The email that carries an MFA code, as a write for the outbox.
     fn mfa_code_email(
         &self,
-        project_id: Option<&str>,
+        user: &User,
         to: &str,
         code: &Secret<String>,
-    ) -> ServiceResult<Vec<WriteOp>> {
-        // TODO: queue `EmailKind::MfaCode` to `to` with the value `code` through
-        // `Services::queue_email` — the outbox is not merged on this branch yet, so no email
-        // leaves the server; the code is still stored and checked.
-        let _ = (project_id, to, code);
-        Ok(Vec::new())
+    ) -> ServiceResult<WriteOp> {
+        let project_id = user.meta.as_ref().and_then(|meta| meta.project.clone());
+        let mut values = BTreeMap::new();
+        values.insert("name".to_string(), user_name(user));
+        values.insert("code".to_string(), code.expose().clone());
+        self.queue_email(&EmailRequest {
+            kind: EmailKind::MfaCode,
+            project_id,
+            to: to.to_string(),
+            values,
+        })
     }
 
     /// Checks a submitted code against the user's TOTP secret (when TOTP is enrolled, or
@@ -149,6 +155,20 @@ impl Services {
         } else {
             CodeCheck::Email
         })
+    }
+}
+
+/// The recipient's name for email templates: first and last name, or the email address.
+pub(super) fn user_name(user: &User) -> String {
+    let parts: Vec<&str> = [user.first_name.as_deref(), user.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|part| !part.is_empty())
+        .collect();
+    if parts.is_empty() {
+        user.email.clone().unwrap_or_default()
+    } else {
+        parts.join(" ")
     }
 }
 
