@@ -2,7 +2,7 @@
 //! `/auth/mfa/disable` and `/auth/mfa/send-email-challenge`. Each code submitted here counts
 //! against the caller's login like a sign-in attempt.
 
-use medgate_fhir::resources::{Project, TypedResource, User};
+use medgate_fhir::resources::{Login, Project, TypedResource, User};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
@@ -97,6 +97,28 @@ impl Services {
         user.mfa_required == Some(true) || project_requires_mfa(project)
     }
 
+    /// Writes a user's changed factors together with the login's reset attempt count and
+    /// the claim of the TOTP step that authorized the change.
+    async fn save_factor_change(
+        &self,
+        login: Login,
+        claim: Option<String>,
+        user: &User,
+    ) -> ServiceResult<()> {
+        let user_write = self.repo.prepare_update(
+            user.to_json(),
+            &WriteContext::system(user.meta.as_ref().and_then(|meta| meta.project.as_deref())),
+        )?;
+        match self.complete_mfa(login, claim, vec![user_write]).await {
+            Ok(_) => Ok(()),
+            // A replayed TOTP code; settings requests use Medplum's shorter message.
+            Err(ServiceError::Invalid { message, .. }) if message == "Invalid MFA token" => {
+                Err(invalid("Invalid token"))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// `GET /auth/mfa/status`.
     #[instrument(skip_all)]
     pub async fn mfa_status(&self, auth: &AuthContext) -> ServiceResult<MfaStatus> {
@@ -166,18 +188,7 @@ impl Services {
         if method == MfaMethod::Email {
             user.email_verified = Some(true);
         }
-        let user_write = self.repo.prepare_update(
-            user.to_json(),
-            &WriteContext::system(user.meta.as_ref().and_then(|meta| meta.project.as_deref())),
-        )?;
-        self.complete_mfa(login, claim, vec![user_write])
-            .await
-            .map_err(|error| match error {
-                ServiceError::Invalid { message, .. } if message == "Invalid MFA token" => {
-                    invalid("Invalid token")
-                }
-                other => other,
-            })?;
+        self.save_factor_change(login, claim, &user).await?;
         info!(user_id = %user.id, method = method.as_str(), "MFA factor enrolled");
         Ok(())
     }
@@ -239,18 +250,7 @@ impl Services {
             user.mfa_secret = Some(totp::generate_secret(self.random()));
         }
         set_enrolled_methods(&mut user, &remaining);
-        let user_write = self.repo.prepare_update(
-            user.to_json(),
-            &WriteContext::system(user.meta.as_ref().and_then(|meta| meta.project.as_deref())),
-        )?;
-        self.complete_mfa(login, claim, vec![user_write])
-            .await
-            .map_err(|error| match error {
-                ServiceError::Invalid { message, .. } if message == "Invalid MFA token" => {
-                    invalid("Invalid token")
-                }
-                other => other,
-            })?;
+        self.save_factor_change(login, claim, &user).await?;
         info!(user_id = %user.id, "MFA factor removed");
         Ok(())
     }

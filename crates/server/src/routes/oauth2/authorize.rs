@@ -215,6 +215,20 @@ pub(super) fn redirect_with_code(valid: &ValidAuthorizeRequest, code: &Secret<St
     response
 }
 
+/// Redirects with the code of a sign-in that needed the browser cookie, and clears the
+/// cookie, which is of no further use.
+pub(super) fn finish_browser_sign_in(
+    valid: &ValidAuthorizeRequest,
+    code: &Secret<String>,
+) -> Response {
+    let mut response = redirect_with_code(valid, code);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("medgate-signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SignInForm {
     #[serde(flatten)]
@@ -332,17 +346,7 @@ pub async fn choose_profile(
         .choose_profile_in_browser(&valid, &form.login, &form.membership, secret.as_ref())
         .await
     {
-        Ok(code) => {
-            let mut response = redirect_with_code(&valid, &code);
-            // The sign-in is complete; the browser no longer needs its binding cookie.
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                HeaderValue::from_static(
-                    "medgate-signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-                ),
-            );
-            response
-        }
+        Ok(code) => finish_browser_sign_in(&valid, &code),
         Err(error) => PageError(error).into_response(),
     }
 }

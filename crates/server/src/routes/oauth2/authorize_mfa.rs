@@ -4,7 +4,7 @@
 //! of a new TOTP secret and a code from it.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use medgate_service::Secret;
 use medgate_service::ServiceError;
@@ -13,8 +13,8 @@ use medgate_service::mfa::MfaPrompt;
 use serde::Deserialize;
 
 use super::authorize::{
-    AuthorizeParams, authorize_error, browser_secret, carried_fields, chooser_page, no_store,
-    redirect_with_code,
+    AuthorizeParams, authorize_error, browser_secret, carried_fields, chooser_page,
+    finish_browser_sign_in, no_store,
 };
 use crate::AppState;
 use crate::error::PageError;
@@ -128,13 +128,7 @@ pub async fn verify(
     };
 
     if let Some(code) = &response.code {
-        let mut redirect = redirect_with_code(&valid, code);
-        // The sign-in is complete; the browser no longer needs its binding cookie.
-        redirect.headers_mut().insert(
-            header::SET_COOKIE,
-            HeaderValue::from_static("medgate-signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
-        );
-        return redirect;
+        return finish_browser_sign_in(&valid, code);
     }
     if let Some(prompt) = &response.mfa {
         return mfa_page(&state, &valid, &response.login, prompt, None);
