@@ -242,8 +242,8 @@ impl Services {
         Ok(completed.code)
     }
 
-    /// The MFA step of the sign-in page: verifies a code, or with `enroll` enrolls TOTP with
-    /// it, for the login this browser started. Returns the next step of the login.
+    /// Verifies the MFA code of the sign-in page, or with `enroll` enrolls TOTP with it, for
+    /// the login this browser started. Returns the next step of the login.
     pub async fn verify_mfa_in_browser(
         &self,
         request: &ValidAuthorizeRequest,

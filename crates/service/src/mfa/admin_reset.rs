@@ -91,7 +91,7 @@ impl Services {
         Ok(())
     }
 
-    /// The notice that tells a user an admin reset one of their factors, as an outbox write.
+    /// Builds the outbox write of the notice that an admin reset one of the user's factors.
     /// It uses the templates of the project whose admin made the reset.
     fn mfa_reset_email(
         &self,

@@ -1,5 +1,5 @@
-//! Emailed MFA codes: 6 random digits, valid for 20 minutes, single use, and stored on the
-//! Login only as an argon2id hash. A 6-digit code has a million values, so a fast hash such
+//! Emailed MFA codes: 6 random digits, valid for `mfa_email_code_lifetime` (20 minutes by
+//! default), single use, and stored on the Login only as an argon2id hash. A 6-digit code has a million values, so a fast hash such
 //! as SHA-256 would give the code away to anyone who reads the database during its lifetime.
 
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ impl Services {
         Ok(code)
     }
 
-    /// Sends a new code to the user of a login and stores its hash on the login; the email
+    /// Sends a new code to the user of a login and stores its hash on the login. The email
     /// is queued in the same batch as the login, so it goes out only if the code was saved.
     pub(super) async fn send_login_email_code(
         &self,
@@ -84,7 +84,7 @@ impl Services {
         self.repo.read(&login.id).await
     }
 
-    /// The email that carries an MFA code, as a write for the outbox.
+    /// Builds the outbox write of the email that carries an MFA code.
     fn mfa_code_email(
         &self,
         user: &User,
@@ -158,7 +158,8 @@ impl Services {
     }
 }
 
-/// The recipient's name for email templates: first and last name, or the email address.
+/// Formats the recipient's name for email templates: first and last name, or the email
+/// address when the user has no name.
 pub(super) fn user_name(user: &User) -> String {
     let parts: Vec<&str> = [user.first_name.as_deref(), user.last_name.as_deref()]
         .into_iter()

@@ -84,7 +84,7 @@ fn project_setting<'a>(project: &'a Project, name: &str) -> Option<&'a Value> {
         .find(|setting| setting.get("name").and_then(Value::as_str) == Some(name))
 }
 
-/// The project's `allowedMfaMethods` (a comma-separated list); unset, empty or unknown
+/// Parses the project's `allowedMfaMethods`, a comma-separated list. Unset, empty or unknown
 /// values mean TOTP only, as in Medplum.
 pub fn allowed_methods(project: Option<&Project>) -> Vec<MfaMethod> {
     let listed: Vec<MfaMethod> = project
@@ -104,7 +104,7 @@ pub fn allowed_methods(project: Option<&Project>) -> Vec<MfaMethod> {
     }
 }
 
-/// Whether the project requires every member who signs in with a password to use MFA
+/// Checks whether the project requires MFA of every member who signs in with a password
 /// (setting `mfaRequired`, as a boolean or the text `true`).
 pub fn project_requires_mfa(project: &Project) -> bool {
     project_setting(project, "mfaRequired").is_some_and(|setting| {
@@ -113,7 +113,7 @@ pub fn project_requires_mfa(project: &Project) -> bool {
     })
 }
 
-/// The factors a user has enrolled. Users enrolled before email codes existed have
+/// Lists the factors a user has enrolled. Users enrolled before email codes existed have
 /// `mfaEnrolled` without `mfaMethod`, which means TOTP.
 pub fn enrolled_methods(user: &User) -> Vec<MfaMethod> {
     if user.mfa_enrolled != Some(true) {
@@ -159,14 +159,14 @@ impl Services {
         }
         let user = self.login_user(login).await?;
         if user.mfa_enrolled == Some(true) || user.mfa_required == Some(true) {
-            warn!(login_id = %login.id, "code refused while MFA is pending");
+            warn!(login_id = %login.id, "authorization code rejected while MFA is pending");
             return Err(ServiceError::invalid(MFA_REQUIRED_MESSAGE));
         }
         if let Some(membership) = &login.membership {
             let membership: ProjectMembership = self.repo.read_reference(membership).await?;
             let project: Project = self.repo.read_reference(&membership.project).await?;
             if project_requires_mfa(&project) {
-                warn!(login_id = %login.id, "code refused while MFA is pending");
+                warn!(login_id = %login.id, "authorization code rejected while MFA is pending");
                 return Err(ServiceError::invalid(MFA_REQUIRED_MESSAGE));
             }
         }
@@ -213,7 +213,7 @@ impl Services {
         }))
     }
 
-    /// The projects a login may end up in: its own project, or those of the user's
+    /// Loads the projects a login may end up in: its own project, or those of the user's
     /// memberships that the login could choose.
     async fn login_projects(&self, login: &Login) -> ServiceResult<Vec<Project>> {
         let mut references: Vec<Reference> = Vec::new();
@@ -240,7 +240,7 @@ impl Services {
         Ok(projects)
     }
 
-    /// The project whose MFA settings and brand apply to a user: the project of a
+    /// Finds the project whose MFA settings and brand apply to a user: the project of a
     /// project-scoped user, else the only project of the sign-in, else none.
     async fn user_project(&self, user: &User, candidates: &[Project]) -> Option<Project> {
         if let Some(reference) = &user.project {

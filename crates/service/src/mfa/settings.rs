@@ -55,7 +55,7 @@ impl Services {
         self.update_user(&user).await
     }
 
-    /// The `otpauth://` URI and its QR code. The issuer is `medplum.com` and the account
+    /// Builds the `otpauth://` URI and its QR code. The issuer is `medplum.com` and the account
     /// `Medplum - <email>` as in Medplum, with the project's `brandName` in place of Medplum.
     pub(super) fn totp_enrollment(
         &self,
@@ -83,8 +83,8 @@ impl Services {
         Ok((uri, qr_code))
     }
 
-    /// The project whose MFA settings apply to the caller: their user's project, or the
-    /// project of the signed-in membership.
+    /// Finds the project whose MFA settings apply to the caller: their user's project, or
+    /// the project of the signed-in membership.
     async fn caller_mfa_project(&self, auth: &AuthContext, user: &User) -> Project {
         match self.user_project(user, &[]).await {
             Some(project) => project,

@@ -1,7 +1,7 @@
 //! The MFA step of medgate's sign-in page. It comes after the password and before the
-//! profile choice, for the login the browser's `medgate-signin` cookie is bound to: a code
-//! from the authenticator app or the email, or, for a user who must enroll first, the QR code
-//! of a new TOTP secret and a code from it.
+//! profile choice, for the login that the browser's `medgate-signin` cookie is bound to.
+//! The user enters a code from the authenticator app or the email. A user who must enroll
+//! first sees the QR code of a new TOTP secret and enters a code from it.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -139,7 +139,7 @@ pub async fn verify(
     page
 }
 
-/// The MFA step a login is still at, if any; never mints a code.
+/// Reads the MFA step a login is still at, if any, without minting a code.
 async fn current_prompt(state: &AppState, login_id: &str) -> Option<MfaPrompt> {
     let login = state.services.read_login(login_id).await.ok()?;
     state.services.mfa_prompt(&login).await.ok().flatten()
