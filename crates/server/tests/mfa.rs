@@ -1064,3 +1064,56 @@ async fn sign_in_page_enrolls_totp() {
     let user: User = server.services.repo.read(&member.user_id).await.unwrap();
     assert_eq!(user.mfa_enrolled, Some(true));
 }
+
+#[tokio::test]
+async fn email_enrollment_at_sign_in() {
+    let server = TestServer::start().await;
+    let member = server.create_member("forced-mail@example.com", false).await;
+    allow_email(&server, &member).await;
+    update_user(&server, &member.user_id, |user| {
+        user.mfa_required = Some(true)
+    })
+    .await;
+
+    let login = password_login(&server, &member).await;
+    assert_eq!(login["allowedMfaMethods"], json!(["totp", "email"]));
+    let login_id = login["login"].as_str().unwrap();
+    let (status, body) = post(
+        &server,
+        "auth/mfa/login-enroll",
+        json!({"login": login_id, "method": "email"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfaRequired"], true);
+    assert_eq!(body["mfaMethods"], json!(["email"]));
+    assert!(body.get("code").is_none());
+
+    let code = emailed_code(&server, &member.email).await;
+    let (status, body) = post(
+        &server,
+        "auth/mfa/verify",
+        json!({"login": login_id, "token": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(redeem(&server, body["code"].as_str().unwrap()).await, 200);
+}
+
+#[tokio::test]
+async fn pending_login_expires() {
+    let server = TestServer::start().await;
+    let member = server.create_member("slow@example.com", false).await;
+    let (secret, _) = enroll_totp(&server, &member).await;
+    let login = password_login(&server, &member).await;
+
+    server.clock.advance(Duration::hours(1));
+    let (status, body) = post(
+        &server,
+        "auth/mfa/verify",
+        json!({"login": login["login"], "token": totp(&server, &secret, 0)}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(text(&body), "Login expired");
+}
