@@ -1117,3 +1117,30 @@ async fn pending_login_expires() {
     assert_eq!(status, 400);
     assert_eq!(text(&body), "Login expired");
 }
+
+#[tokio::test]
+async fn racing_email_code_succeeds_once() {
+    let server = TestServer::start().await;
+    let member = server.create_member("race@example.com", false).await;
+    allow_email(&server, &member).await;
+    update_user(&server, &member.user_id, |user| {
+        user.mfa_enrolled = Some(true);
+        user.mfa_method = vec!["email".to_string()];
+    })
+    .await;
+    let login = password_login(&server, &member).await;
+    let code = emailed_code(&server, &member.email).await;
+
+    let requests = (0..5).map(|_| {
+        server.post_json(
+            "auth/mfa/verify",
+            json!({"login": login["login"], "token": code}),
+        )
+    });
+    let responses = futures::future::join_all(requests).await;
+    let successes = responses
+        .iter()
+        .filter(|response| response.status() == 200)
+        .count();
+    assert_eq!(successes, 1);
+}

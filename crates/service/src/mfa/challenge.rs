@@ -15,6 +15,7 @@ use crate::Services;
 use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
 use crate::login::LoginResponse;
+use crate::random::sha256_hex;
 use crate::repo::WriteContext;
 
 fn invalid(message: &str) -> ServiceError {
@@ -25,6 +26,13 @@ fn invalid(message: &str) -> ServiceError {
 /// at most once (RFC 6238 §5.2).
 pub(super) fn totp_claim(user_id: &str, step: i64) -> String {
     format!("mfa-totp:{user_id}:{step}")
+}
+
+/// The name under which an emailed code is claimed when it is used, so two requests racing
+/// with the same code cannot both succeed. Each code has its own salted hash.
+pub(super) fn email_claim(login: &Login) -> Option<String> {
+    let email_mfa = login.email_mfa.as_ref()?;
+    Some(format!("mfa-email:{}", sha256_hex(&email_mfa.code_hash)))
 }
 
 /// Rejects login-time MFA requests for logins that cannot take them, with Medplum's texts.
@@ -72,7 +80,7 @@ impl Services {
         let login = self.reserve_mfa_attempt(login).await?;
         let claim = match self.check_code(&user, &login, token).await? {
             CodeCheck::Totp(step) => Some(totp_claim(&user.id, step)),
-            CodeCheck::Email => None,
+            CodeCheck::Email => email_claim(&login),
             CodeCheck::Expired => return Err(invalid("MFA code expired")),
             CodeCheck::Invalid => {
                 warn!(login_id, user_id = %user.id, "invalid MFA code");
@@ -212,8 +220,8 @@ impl Services {
     }
 
     /// Marks a login as having passed MFA, consumes its emailed code, resets its attempt
-    /// count, and claims the TOTP step used, all in one batch with `extra` writes. A claim
-    /// that another request already made means the code was used before.
+    /// count, and claims the code used, all in one batch with `extra` writes. A claim that
+    /// another request already made means the code was used before.
     pub(super) async fn complete_mfa(
         &self,
         mut login: Login,
@@ -246,11 +254,15 @@ impl Services {
             match self.repo.store.write(batch).await {
                 Ok(()) => return Ok(written),
                 Err(StoreError::AlreadyClaimed(_)) => {
-                    warn!(login_id = %login.id, "TOTP code used a second time");
+                    warn!(login_id = %login.id, "MFA code used a second time");
                     return Err(invalid("Invalid MFA token"));
                 }
                 Err(StoreError::VersionConflict) if extra.is_empty() => {
+                    // Another request changed the login; one that completed MFA first wins.
                     login = self.repo.read(&login.id).await?;
+                    if login.mfa_verified == Some(true) {
+                        return Err(invalid("Login already verified"));
+                    }
                 }
                 Err(StoreError::VersionConflict) => {
                     return Err(invalid("Login was changed by another request"));

@@ -6,7 +6,7 @@ use medgate_fhir::resources::{Login, Project, TypedResource, User};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use super::challenge::totp_claim;
+use super::challenge::{email_claim, totp_claim};
 use super::email_code::CodeCheck;
 use super::{
     MfaMethod, allowed_methods, enrolled_methods, method_names, project_requires_mfa, qr,
@@ -177,7 +177,7 @@ impl Services {
                 None => return Err(invalid("Invalid token")),
             },
             MfaMethod::Email => match self.check_email_code(&login, token).await? {
-                CodeCheck::Email => None,
+                CodeCheck::Email => email_claim(&login),
                 CodeCheck::Expired => return Err(invalid("MFA code expired")),
                 _ => return Err(invalid("Invalid token")),
             },
@@ -237,7 +237,7 @@ impl Services {
         let login = self.reserve_mfa_attempt(login).await?;
         let claim = match self.check_code(&user, &login, token).await? {
             CodeCheck::Totp(step) => Some(totp_claim(&user.id, step)),
-            CodeCheck::Email => None,
+            CodeCheck::Email => email_claim(&login),
             CodeCheck::Expired => return Err(invalid("MFA code expired")),
             CodeCheck::Invalid => {
                 warn!(user_id = %user.id, "invalid MFA code when disabling a factor");
