@@ -1144,3 +1144,32 @@ async fn racing_email_code_succeeds_once() {
         .count();
     assert_eq!(successes, 1);
 }
+
+#[tokio::test]
+async fn invite_with_mfa_required() {
+    let server = TestServer::start().await;
+    let admin = server.create_member("inviter@example.com", true).await;
+    let token = access_token(&server, &admin).await;
+    let password = "quill-Meadow-58-amber";
+    let (status, membership) = post_auth(
+        &server,
+        &token,
+        &format!("admin/projects/{}/invite", admin.project_id),
+        json!({"resourceType": "Practitioner", "firstName": "Ines", "lastName": "Vega",
+            "email": "invited@example.com", "password": password, "sendEmail": false,
+            "mfaRequired": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{membership}");
+
+    let (status, login) = post(
+        &server,
+        "auth/login",
+        json!({"email": "invited@example.com", "password": password,
+            "codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(login["mfaEnrollRequired"], true, "{login}");
+    assert!(login.get("code").is_none());
+}

@@ -39,10 +39,8 @@ impl Services {
             })?,
         };
 
-        // caller: an admin of this very project.
-        if auth.project_id() != project_id || !auth.is_project_admin() {
-            return Err(ServiceError::Forbidden);
-        }
+        // caller: an admin of this very project, or a super admin.
+        let project = self.administered_project(auth, project_id).await?;
 
         // membership: one of this project's.
         if !is_uuid(membership_id) {
@@ -53,7 +51,7 @@ impl Services {
             Err(ServiceError::Gone) => return Err(ServiceError::NotFound),
             Err(error) => return Err(error),
         };
-        if membership.project.reference != format!("Project/{project_id}") {
+        if membership.project.reference != project.reference().reference {
             return Err(ServiceError::Forbidden);
         }
 
@@ -84,7 +82,7 @@ impl Services {
             &WriteContext::system(user_project.as_deref()),
         )?];
         if let Some(email) = &user.email {
-            batch.push(self.mfa_reset_email(&auth.project, &user, email)?);
+            batch.push(self.mfa_reset_email(&project, &user, email)?);
         }
         self.repo.store.write(batch).await?;
         info!(user_id = %user.id, method = method.as_str(), "MFA factor reset by a project admin");
