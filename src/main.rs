@@ -91,6 +91,7 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
         .email
         .check()
         .map_err(|error| anyhow::anyhow!("invalid email settings: {error}"))?;
+    config.mfa_authenticator_window = settings.mfa_authenticator_window;
     Ok(Services::new(
         config,
         store,

@@ -105,6 +105,12 @@ pub struct SettingsArgs {
     /// Project.secret) [default: true] (config key `allowProjectSmtp`)
     #[arg(long, env = "MEDGATE_ALLOW_PROJECT_SMTP", global = true)]
     pub allow_project_smtp: Option<bool>,
+
+    /// TOTP time steps of 30 seconds accepted on each side of the current one, for clock
+    /// drift between server and authenticator app [default: 1] (config key
+    /// `mfaAuthenticatorWindow`)
+    #[arg(long, env = "MEDGATE_MFA_AUTHENTICATOR_WINDOW", global = true)]
+    pub mfa_authenticator_window: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +131,7 @@ struct FileSettings {
     smtp_password: Option<String>,
     support_email: Option<String>,
     allow_project_smtp: Option<bool>,
+    mfa_authenticator_window: Option<u32>,
 }
 
 /// Resolved settings.
@@ -142,6 +149,7 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     pub support_email: Option<String>,
     pub allow_project_smtp: bool,
+    pub mfa_authenticator_window: u32,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -219,6 +227,10 @@ impl SettingsArgs {
                 .allow_project_smtp
                 .or(file.allow_project_smtp)
                 .unwrap_or(true),
+            mfa_authenticator_window: self
+                .mfa_authenticator_window
+                .or(file.mfa_authenticator_window)
+                .unwrap_or(1),
         })
     }
 }
@@ -313,6 +325,19 @@ mod tests {
         );
         let error = resolve(&["--config", "/no/such/file.json"]).unwrap_err();
         assert!(error.to_string().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn mfa_window_from_flag_and_file() {
+        assert_eq!(resolve(&[]).unwrap().mfa_authenticator_window, 1);
+        let settings = resolve(&["--mfa-authenticator-window", "2"]).unwrap();
+        assert_eq!(settings.mfa_authenticator_window, 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(&file, r#"{"mfaAuthenticatorWindow": 0}"#).unwrap();
+        let settings = resolve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(settings.mfa_authenticator_window, 0);
     }
 
     #[test]

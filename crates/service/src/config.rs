@@ -28,6 +28,15 @@ pub struct ServiceConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Outgoing email and the outbox sender.
     pub email: EmailConfig,
+    /// TOTP steps of 30 s accepted on each side of the current one for clock drift
+    /// (Medplum's `mfaAuthenticatorWindow`, default 1).
+    pub mfa_authenticator_window: u32,
+    /// MFA codes a login may submit; further attempts get 429 and the user signs in again.
+    pub mfa_max_attempts: u32,
+    /// How long after the password step a login may still complete MFA.
+    pub mfa_login_lifetime: Duration,
+    /// How long an emailed MFA code is valid (Medplum: 20 minutes).
+    pub mfa_email_code_lifetime: Duration,
 }
 
 impl ServiceConfig {
@@ -50,6 +59,10 @@ impl ServiceConfig {
                 .unwrap_or(2),
             trusted_proxies: Vec::new(),
             email: EmailConfig::default(),
+            mfa_authenticator_window: 1,
+            mfa_max_attempts: 5,
+            mfa_login_lifetime: Duration::hours(1),
+            mfa_email_code_lifetime: Duration::minutes(20),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod fhir_rest;
 pub mod grants;
 pub mod keys;
 pub mod login;
+pub mod mfa;
 pub mod password;
 pub mod pkce;
 pub mod random;

@@ -322,6 +322,7 @@ impl Services {
             login: completed.login.id,
             code: Some(completed.code),
             memberships: None,
+            mfa: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Routers per API family.
 
 mod admin;
+mod admin_mfa;
 mod auth;
 mod fhir;
 mod oauth2;
@@ -17,4 +18,5 @@ pub fn routes() -> Router<AppState> {
         .merge(oauth2::routes())
         .merge(auth::routes())
         .merge(fhir::routes())
+        .merge(admin_mfa::routes())
 }
