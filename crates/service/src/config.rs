@@ -3,6 +3,7 @@
 use chrono::Duration;
 
 use crate::access::IpNet;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -25,6 +26,32 @@ pub struct ServiceConfig {
     /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
     /// from any other peer is attributed to the peer itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// Base URL of the web app that hosts the set-password page, with a trailing slash; the
+    /// links in emails point there (Medplum's `appBaseUrl`).
+    pub app_base_url: String,
+    /// `false` refuses `POST /auth/newuser` (Medplum's `registerEnabled`).
+    pub register_enabled: bool,
+    /// reCAPTCHA checks for registration and password reset. Without a secret key the server's
+    /// own site key needs no check, as in Medplum; project site keys are always checked.
+    pub recaptcha: RecaptchaConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecaptchaConfig {
+    pub site_key: Option<String>,
+    pub secret_key: Option<Secret<String>>,
+    /// Google's siteverify endpoint by default; tests point it at a local verifier.
+    pub verify_url: String,
+}
+
+impl Default for RecaptchaConfig {
+    fn default() -> Self {
+        Self {
+            site_key: None,
+            secret_key: None,
+            verify_url: "https://www.google.com/recaptcha/api/siteverify".to_string(),
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -36,7 +63,7 @@ impl ServiceConfig {
         };
         Self {
             issuer: base_url.clone(),
-            base_url,
+            base_url: base_url.clone(),
             require_pkce_s256: false,
             code_lifetime: Duration::minutes(5),
             refresh_grace: Duration::seconds(10),
@@ -46,6 +73,9 @@ impl ServiceConfig {
                 .map(usize::from)
                 .unwrap_or(2),
             trusted_proxies: Vec::new(),
+            app_base_url: base_url.clone(),
+            register_enabled: true,
+            recaptcha: RecaptchaConfig::default(),
         }
     }
 

@@ -16,12 +16,17 @@ pub mod grants;
 pub mod keys;
 pub mod login;
 pub mod password;
+pub mod password_reset;
+pub mod patient_registration;
 pub mod pkce;
 pub mod random;
+pub mod recaptcha;
 pub mod registration;
 pub mod repo;
 pub mod secret;
+pub mod security_request;
 pub mod session;
+pub mod set_password;
 pub mod tokens;
 pub mod userinfo;
 

@@ -1,5 +1,6 @@
 //! Routers per API family.
 
+mod admin_passwords;
 mod auth;
 mod fhir;
 mod oauth2;
@@ -15,4 +16,5 @@ pub fn routes() -> Router<AppState> {
         .merge(oauth2::routes())
         .merge(auth::routes())
         .merge(fhir::routes())
+        .merge(admin_passwords::routes())
 }

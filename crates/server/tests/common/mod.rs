@@ -312,3 +312,98 @@ impl TestServer {
         response.json().await.unwrap()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Requests and OperationOutcome checks shared by the API tests
+
+/// Sends a request with an optional bearer token and an optional JSON body, which goes out
+/// as `application/fhir+json` like `@medplum/core` sends it. Returns the status and the body.
+pub async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.http.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    send(server, reqwest::Method::POST, path, None, Some(body)).await
+}
+
+pub async fn post_with_token(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    send(server, reqwest::Method::POST, path, Some(token), Some(body)).await
+}
+
+pub async fn get_with_token(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    send(server, reqwest::Method::GET, path, Some(token), None).await
+}
+
+pub fn text(body: &Value) -> &str {
+    body["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+pub fn expression(body: &Value) -> &str {
+    body["issue"][0]["expression"][0]
+        .as_str()
+        .unwrap_or_default()
+}
+
+pub fn assert_all_ok(status: u16, body: &Value) {
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["id"], "ok", "{body}");
+    assert_eq!(text(body), "All OK", "{body}");
+}
+
+pub fn assert_bad_request(status: u16, body: &Value, message: &str, field: Option<&str>) {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(text(body), message, "{body}");
+    if let Some(field) = field {
+        assert_eq!(expression(body), field, "{body}");
+    }
+}
+
+pub fn as_str(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_string()
+}
+
+pub async fn redeem(server: &TestServer, code: &str) -> (u16, Value) {
+    let response = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
