@@ -84,11 +84,19 @@ store_cases!(
     search_patient_compartment,
     search_agrees_with_matches,
     search_same_instant_creation_order,
+    outbox_claim_lease_finish,
+    outbox_rolls_back_with_batch,
+    outbox_retry_and_abandon,
+    outbox_concurrent_claims_disjoint,
 );
 
 #[path = "store_suite/search_cases.rs"]
 mod search_cases;
 use search_cases::*;
+
+#[path = "store_suite/outbox_cases.rs"]
+mod outbox_cases;
+use outbox_cases::*;
 
 #[path = "store_suite/reindex_cases.rs"]
 mod reindex_cases;

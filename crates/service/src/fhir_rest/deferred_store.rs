@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use medgate_store::{SearchScope, Store, StoreError, StoreResult, WriteOp};
+use chrono::{DateTime, Utc};
+use medgate_store::{OutboxMessage, SearchScope, Store, StoreError, StoreResult, WriteOp};
 use serde_json::Value;
 
 /// The current state of a resource written in the transaction: its new content, or `None`
@@ -112,7 +113,7 @@ impl DeferredStore {
                 }
                 state.current.insert(key, None);
             }
-            WriteOp::Claim { .. } => {}
+            WriteOp::Claim { .. } | WriteOp::Enqueue(_) => {}
         }
         Ok(())
     }
@@ -171,6 +172,31 @@ impl Store for DeferredStore {
         Ok(())
     }
 
+    // The outbox is not part of a transaction's view: senders work on committed rows.
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        self.committed
+            .claim_outbox(kind, now, lease_until, limit)
+            .await
+    }
+
+    async fn finish_outbox(&self, id: &str) -> StoreResult<()> {
+        self.committed.finish_outbox(id).await
+    }
+
+    async fn retry_outbox(&self, id: &str, due_at: DateTime<Utc>, error: &str) -> StoreResult<()> {
+        self.committed.retry_outbox(id, due_at, error).await
+    }
+
+    async fn abandon_outbox(&self, id: &str, error: &str) -> StoreResult<()> {
+        self.committed.abandon_outbox(id, error).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.committed.ping().await
     }
@@ -203,6 +229,24 @@ mod tests {
         }
         async fn write(&self, _: Vec<WriteOp>) -> StoreResult<()> {
             panic!("a deferred store never writes through")
+        }
+        async fn claim_outbox(
+            &self,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+            _: u32,
+        ) -> StoreResult<Vec<OutboxMessage>> {
+            Ok(Vec::new())
+        }
+        async fn finish_outbox(&self, _: &str) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn retry_outbox(&self, _: &str, _: DateTime<Utc>, _: &str) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn abandon_outbox(&self, _: &str, _: &str) -> StoreResult<()> {
+            Ok(())
         }
         async fn ping(&self) -> StoreResult<()> {
             Ok(())
