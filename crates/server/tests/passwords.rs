@@ -6,9 +6,10 @@ mod common;
 
 use chrono::Duration;
 use common::{
-    Member, TestServer, as_str, assert_all_ok, assert_bad_request, get_with_token,
-    post, post_with_token, redeem,
+    Member, TestServer, as_str, assert_all_ok, assert_bad_request, get_with_token, post,
+    post_with_token, queued_emails, redeem,
 };
+use medgate_service::email::{EmailKind, EmailRequest};
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{ClientApplication, User, UserSecurityRequest};
 use medgate_fhir::search::SearchRequest;
@@ -54,6 +55,16 @@ async fn set_password(server: &TestServer, id: &str, secret: &str, password: &st
         json!({"id": id, "secret": secret, "password": password}),
     )
     .await
+}
+
+/// Splits a set-password link `{appBaseUrl}setpassword/<id>/<secret>` into id and secret.
+fn link_parts(server: &TestServer, email: &EmailRequest) -> (String, String) {
+    let link = &email.values["link"];
+    let rest = link
+        .strip_prefix(&format!("{}setpassword/", server.base_url))
+        .unwrap_or_else(|| panic!("unexpected link {link}"));
+    let (id, secret) = rest.split_once('/').unwrap();
+    (id.to_string(), secret.to_string())
 }
 
 /// Signs in with `/auth/login`; returns the status and body.
@@ -138,6 +149,35 @@ async fn reset_same_answer_for_unknown_user() {
         .await
         .unwrap();
     assert_eq!(all.len(), 1, "the unknown email wrote a request");
+
+    let emails = queued_emails(&server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0].kind, EmailKind::PasswordReset);
+    assert_eq!(emails[0].to, "known@example.com");
+    assert_eq!(emails[0].values["name"], "Test User");
+    let (id, secret) = link_parts(&server, &emails[0]);
+    assert_eq!(id, requests[0].id);
+
+    // Following the emailed link sets the password.
+    let (status, body) = set_password(&server, &id, &secret, NEW_PASSWORD).await;
+    assert_all_ok(status, &body);
+    let (status, body) = login(&server, &member.email, NEW_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn reset_without_email() {
+    let server = TestServer::start().await;
+    let member = server.create_member("custom@example.com", false).await;
+    let (status, body) = post(
+        &server,
+        "auth/resetpassword",
+        json!({"email": member.email, "sendEmail": false}),
+    )
+    .await;
+    assert_all_ok(status, &body);
+    assert_eq!(requests_of(&server, &member.user_id).await.len(), 1);
+    assert!(queued_emails(&server).await.is_empty());
 }
 
 #[tokio::test]
@@ -166,6 +206,15 @@ async fn reset_project_scoped_user_needs_project_id() {
     assert_eq!(requests.len(), 1);
     let project = requests[0].meta.as_ref().and_then(|meta| meta.project.clone());
     assert_eq!(project.as_deref(), Some(owner.project_id.as_str()));
+
+    // The project's templates and name apply to its users' emails.
+    let emails = queued_emails(&server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0].project_id.as_deref(), Some(owner.project_id.as_str()));
+    assert_eq!(
+        emails[0].values["projectName"],
+        "Project of owner@example.com"
+    );
 }
 
 #[tokio::test]
@@ -423,6 +472,9 @@ async fn setpassword_accepts_medplum_invite() {
     server.clock.advance(Duration::days(7));
     let (status, body) = set_password(&server, &id, "3f2a9c0d5e8b7a61", NEW_PASSWORD).await;
     assert_bad_request(status, &body, "Expired", None);
+    server.clock.advance(-Duration::seconds(1));
+    let (status, body) = set_password(&server, &id, "3f2a9c0d5e8b7a61", NEW_PASSWORD).await;
+    assert_all_ok(status, &body);
 }
 
 #[tokio::test]
@@ -509,6 +561,11 @@ async fn admin_member_reset() {
     let requests = requests_of(&server, &user_id).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].request_type, "reset");
+    let emails = queued_emails(&server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0].kind, EmailKind::PasswordReset);
+    assert_eq!(emails[0].to, "staff@example.com");
+    assert_eq!(link_parts(&server, &emails[0]).0, requests[0].id);
 }
 
 #[tokio::test]
@@ -534,6 +591,7 @@ async fn admin_member_reset_other_project_forbidden() {
     let (status, body) = post_with_token(&server, &path, &token, json!({})).await;
     assert_eq!(status, 403, "{body}");
     assert!(requests_of(&server, &other.user_id).await.is_empty());
+    assert!(queued_emails(&server).await.is_empty());
 
     // A member who is not an admin.
     let plain = server.create_member("plain@example.com", false).await;

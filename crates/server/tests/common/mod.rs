@@ -407,3 +407,26 @@ pub async fn redeem(server: &TestServer, code: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
+
+/// Claims every queued email (so each is returned once) and decodes its request.
+pub async fn queued_emails(server: &TestServer) -> Vec<medgate_service::email::EmailRequest> {
+    use medgate_service::clock::Clock;
+
+    let now = server.clock.now();
+    let messages = server
+        .services
+        .repo
+        .store
+        .claim_outbox(
+            medgate_service::email::OUTBOX_KIND,
+            now,
+            now + chrono::Duration::minutes(5),
+            100,
+        )
+        .await
+        .unwrap();
+    messages
+        .into_iter()
+        .map(|message| serde_json::from_value(message.payload).unwrap())
+        .collect()
+}
