@@ -5,16 +5,15 @@
 mod common;
 
 use common::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, CHALLENGE, TestServer, VERIFIER, as_str, assert_all_ok,
-    assert_bad_request, claims, expression, get_with_token, post, post_with_token, redeem, send,
-    text,
+    ADMIN_EMAIL, ADMIN_PASSWORD, CHALLENGE, TestServer, as_str, assert_all_ok, assert_bad_request,
+    claims, get_with_token, new_user_body, open_project, post, post_with_token, redeem, send, text,
 };
 use medgate_fhir::resources::{ClientApplication, Project, ProjectMembership, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_service::repo::WriteContext;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-const PASSWORD: &str = "amber-Falcon-62-meadow";
+const PASSWORD: &str = common::NEW_USER_PASSWORD;
 const NEW_PASSWORD: &str = "copper-Willow-18-harbor";
 
 fn keys(body: &Value) -> Vec<&str> {
@@ -24,24 +23,6 @@ fn keys(body: &Value) -> Vec<&str> {
         .unwrap_or_default();
     keys.sort_unstable();
     keys
-}
-
-/// Builds the body of a valid `/auth/newuser` request with an S256 challenge, plus `extra`.
-fn new_user_body(email: &str, extra: Value) -> Value {
-    let mut body = json!({
-        "firstName": "Alice",
-        "lastName": "Smith",
-        "email": email,
-        "password": PASSWORD,
-        "codeChallenge": CHALLENGE,
-        "codeChallengeMethod": "S256",
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        for (key, value) in extra {
-            body.insert(key.clone(), value.clone());
-        }
-    }
-    body
 }
 
 /// A user registered through the API, owner of a project created through the API.
@@ -102,27 +83,6 @@ async fn sign_in(server: &TestServer, email: &str, password: &str, scope: &str) 
     let (status, tokens) = redeem(server, &as_str(&body["code"])).await;
     assert_eq!(status, 200, "code redemption failed: {tokens}");
     tokens
-}
-
-/// Creates a project that allows open registration, which registration into a project needs.
-async fn open_project(server: &TestServer) -> String {
-    let mut extra = Map::new();
-    extra.insert(
-        "defaultPatientAccessPolicy".to_string(),
-        json!({"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}),
-    );
-    let project = Project {
-        name: Some("Open Clinic".to_string()),
-        extra,
-        ..Default::default()
-    };
-    server
-        .services
-        .repo
-        .create(&project, &WriteContext::system(None))
-        .await
-        .unwrap()
-        .id
 }
 
 /// Lists the names of every project on the server.

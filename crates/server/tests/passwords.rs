@@ -9,11 +9,11 @@ use common::{
     Member, TestServer, as_str, assert_all_ok, assert_bad_request, get_with_token, post,
     post_with_token, queued_emails, redeem,
 };
-use medgate_service::email::{EmailKind, EmailRequest};
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{ClientApplication, User, UserSecurityRequest};
 use medgate_fhir::search::SearchRequest;
 use medgate_service::Secret;
+use medgate_service::email::{EmailKind, EmailRequest};
 use medgate_service::repo::WriteContext;
 use medgate_service::security_request::SecurityRequestType;
 use serde_json::{Value, json};
@@ -136,7 +136,10 @@ async fn reset_same_answer_for_unknown_user() {
     let requests = requests_of(&server, &member.user_id).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].request_type, "reset");
-    assert!(requests[0].extra.get("secret").is_none(), "secret stored in clear");
+    assert!(
+        requests[0].extra.get("secret").is_none(),
+        "secret stored in clear"
+    );
     assert_eq!(requests[0].secret_hash.as_deref().map(str::len), Some(64));
     assert_eq!(
         requests[0].expires_at.as_deref(),
@@ -204,13 +207,19 @@ async fn reset_project_scoped_user_needs_project_id() {
     assert_all_ok(status, &body);
     let requests = requests_of(&server, &user_id).await;
     assert_eq!(requests.len(), 1);
-    let project = requests[0].meta.as_ref().and_then(|meta| meta.project.clone());
+    let project = requests[0]
+        .meta
+        .as_ref()
+        .and_then(|meta| meta.project.clone());
     assert_eq!(project.as_deref(), Some(owner.project_id.as_str()));
 
     // The project's templates and name apply to its users' emails.
     let emails = queued_emails(&server).await;
     assert_eq!(emails.len(), 1, "{emails:?}");
-    assert_eq!(emails[0].project_id.as_deref(), Some(owner.project_id.as_str()));
+    assert_eq!(
+        emails[0].project_id.as_deref(),
+        Some(owner.project_id.as_str())
+    );
     assert_eq!(
         emails[0].values["projectName"],
         "Project of owner@example.com"
@@ -273,7 +282,12 @@ async fn reset_redirect_uri_must_be_registered() {
 #[tokio::test]
 async fn reset_invalid_input() {
     let server = TestServer::start().await;
-    let (status, body) = post(&server, "auth/resetpassword", json!({"email": "not-an-email"})).await;
+    let (status, body) = post(
+        &server,
+        "auth/resetpassword",
+        json!({"email": "not-an-email"}),
+    )
+    .await;
     assert_bad_request(
         status,
         &body,
@@ -339,7 +353,10 @@ async fn reset_retires_earlier_links() {
     assert_bad_request(status, &body, "Already used", None);
     let requests = requests_of(&server, &member.user_id).await;
     assert_eq!(requests.len(), 2);
-    assert_eq!(requests.iter().filter(|request| request.is_used()).count(), 1);
+    assert_eq!(
+        requests.iter().filter(|request| request.is_used()).count(),
+        1
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -433,7 +450,8 @@ async fn setpassword_completes_invite() {
         .update(&user, &WriteContext::system(None))
         .await
         .unwrap();
-    let (id, secret) = security_request(&server, SecurityRequestType::Invite, &member.user_id).await;
+    let (id, secret) =
+        security_request(&server, SecurityRequestType::Invite, &member.user_id).await;
 
     // An invite link lasts 7 days.
     server.clock.advance(Duration::days(6));
@@ -511,12 +529,22 @@ async fn verifyemail_marks_email_verified() {
     .await;
     assert_bad_request(status, &body, "Incorrect secret", Some("secret"));
 
-    let (status, body) = post(&server, "auth/verifyemail", json!({"id": id, "secret": secret})).await;
+    let (status, body) = post(
+        &server,
+        "auth/verifyemail",
+        json!({"id": id, "secret": secret}),
+    )
+    .await;
     assert_all_ok(status, &body);
     let user: User = server.services.repo.read(&member.user_id).await.unwrap();
     assert_eq!(user.email_verified, Some(true));
 
-    let (status, body) = post(&server, "auth/verifyemail", json!({"id": id, "secret": secret})).await;
+    let (status, body) = post(
+        &server,
+        "auth/verifyemail",
+        json!({"id": id, "secret": secret}),
+    )
+    .await;
     assert_bad_request(status, &body, "Already used", None);
 
     let (reset_id, reset_secret) =
@@ -537,7 +565,12 @@ async fn verifyemail_expires() {
     let (id, secret) =
         security_request(&server, SecurityRequestType::VerifyEmail, &member.user_id).await;
     server.clock.advance(Duration::days(7));
-    let (status, body) = post(&server, "auth/verifyemail", json!({"id": id, "secret": secret})).await;
+    let (status, body) = post(
+        &server,
+        "auth/verifyemail",
+        json!({"id": id, "secret": secret}),
+    )
+    .await;
     assert_bad_request(status, &body, "Expired", None);
 }
 

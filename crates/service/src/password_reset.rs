@@ -19,8 +19,8 @@ use crate::email::{EmailKind, EmailRequest};
 use crate::error::{ServiceError, ServiceResult};
 use crate::login::is_valid_email;
 use crate::random::{is_uuid, uuid_v4};
-use crate::registration::full_name;
 use crate::recaptcha::{RecaptchaCheck, RecaptchaPurpose};
+use crate::registration::full_name;
 use crate::repo::WriteContext;
 use crate::security_request::SecurityRequestType;
 use crate::session::AuthContext;
@@ -150,15 +150,11 @@ impl Services {
 
         // user: a User with an email; clients and bots have no password to reset.
         if membership.user.resource_type() != Some(User::RESOURCE_TYPE) {
-            return Err(ServiceError::invalid(
-                "User does not have an email address",
-            ));
+            return Err(ServiceError::invalid("User does not have an email address"));
         }
         let user: User = self.repo.read_reference(&membership.user).await?;
         if user.email.as_deref().is_none_or(str::is_empty) {
-            return Err(ServiceError::invalid(
-                "User does not have an email address",
-            ));
+            return Err(ServiceError::invalid("User does not have an email address"));
         }
 
         let batch = self.reset_batch(&user, None, true).await?;
@@ -276,4 +272,3 @@ impl Services {
         }))
     }
 }
-

@@ -40,13 +40,18 @@ pub fn default_patient_access(project: &Project) -> Option<PatientAccess> {
             .filter(move |entry| entry.get(type_key).and_then(Value::as_str) == Some("Patient"))
     };
 
-    if let Some(policy) = entries("defaultAccessPolicies", "profileType")
-        .find_map(|entry| entry.get("accessPolicy").filter(|policy| policy.is_object()))
-    {
+    if let Some(policy) = entries("defaultAccessPolicies", "profileType").find_map(|entry| {
+        entry
+            .get("accessPolicy")
+            .filter(|policy| policy.is_object())
+    }) {
         return Some(PatientAccess::Policy(policy.clone()));
     }
     for entry in entries("defaultAccessPolicy", "resourceType") {
-        if let Some(policy) = entry.get("accessPolicy").filter(|policy| policy.is_object()) {
+        if let Some(policy) = entry
+            .get("accessPolicy")
+            .filter(|policy| policy.is_object())
+        {
             return Some(PatientAccess::Policy(policy.clone()));
         }
         if let Some(access) = entry
@@ -122,9 +127,7 @@ impl Services {
         if user.project.as_ref().map(|project| &project.reference)
             != Some(&project_reference.reference)
         {
-            return Err(ServiceError::invalid(
-                "User must be scoped to the project",
-            ));
+            return Err(ServiceError::invalid("User must be scoped to the project"));
         }
         self.check_mfa_satisfied(&user, &login)?;
 
@@ -151,7 +154,12 @@ impl Services {
             ));
         }
 
-        let membership_id = self.create_patient_membership(&user, &project, access).await?;
+        // policy: checked before anything is written, so a project whose default policy is
+        // unusable gets no half-registered patient.
+        let (membership, writes) = self.prepare_patient_membership(&user, &project, access)?;
+        self.membership_policy(&membership).await?;
+        self.repo.store.write(writes).await?;
+        let membership_id = membership.id;
         info!(user_id = %user.id, membership_id, "registered a patient");
 
         // If binding fails, the membership still exists and the patient can sign in.
@@ -163,13 +171,13 @@ impl Services {
         })
     }
 
-    /// Writes the Patient profile and its membership in one batch; returns the membership id.
-    async fn create_patient_membership(
+    /// Builds the Patient profile and its membership, and the batch that writes both.
+    fn prepare_patient_membership(
         &self,
         user: &User,
         project: &Project,
         access: PatientAccess,
-    ) -> ServiceResult<String> {
+    ) -> ServiceResult<(ProjectMembership, Vec<WriteOp>)> {
         let context = WriteContext::system(Some(&project.id));
         let patient_id = uuid_v4(self.random());
         let patient = self
@@ -185,26 +193,21 @@ impl Services {
         };
         match access {
             PatientAccess::Policy(policy) => {
-                membership.access_policy = Some(serde_json::from_value(policy).map_err(
-                    |error| {
+                membership.access_policy =
+                    Some(serde_json::from_value(policy).map_err(|error| {
                         ServiceError::Internal(format!(
                             "project {} has an invalid default patient access policy: {error}",
                             project.id
                         ))
-                    },
-                )?);
+                    })?);
             }
             PatientAccess::Access(access) => {
                 membership.extra.insert("access".to_string(), access);
             }
         }
-        let membership_id = membership.id.clone();
-        let membership = self.repo.prepare_create(membership.to_json(), &context)?;
-        self.repo
-            .store
-            .write(vec![WriteOp::Create(patient), WriteOp::Create(membership)])
-            .await?;
-        Ok(membership_id)
+        let value = self.repo.prepare_create(membership.to_json(), &context)?;
+        let writes = vec![WriteOp::Create(patient), WriteOp::Create(value)];
+        Ok((membership, writes))
     }
 }
 
@@ -283,7 +286,10 @@ mod tests {
             ..Default::default()
         };
         let patient = patient_for("x", &user);
-        assert_eq!(patient["name"], json!([{"given": ["Pat"], "family": "Lee"}]));
+        assert_eq!(
+            patient["name"],
+            json!([{"given": ["Pat"], "family": "Lee"}])
+        );
         assert_eq!(
             patient["telecom"],
             json!([{"system": "email", "value": "pat@example.com"}])

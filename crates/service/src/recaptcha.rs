@@ -18,6 +18,8 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::patient_registration::default_patient_access;
 use crate::secret::Secret;
 
+const INVALID_SITE_KEY: &str = "Invalid recaptchaSiteKey";
+
 /// How long the siteverify call may take before the form fails with a 500.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,11 +67,25 @@ impl Services {
         let site_key = check.site_key.filter(|key| !key.is_empty());
         let server = &self.config.recaptcha;
 
-        // secret key: the server's for its own site key, otherwise the project site's.
+        // secret key: the server's for its own site key, otherwise the project site's. An
+        // unknown site key is rejected only when the server requires reCAPTCHA itself, unlike
+        // Medplum, because `@medplum/core` apps send their configured site key even to a
+        // server without reCAPTCHA, and nothing is required there anyway.
+        let server_secret = server
+            .secret_key
+            .clone()
+            .filter(|secret| !secret.is_empty());
         let secret = match site_key {
-            None => server.secret_key.clone(),
-            Some(key) if server.site_key.as_deref() == Some(key) => server.secret_key.clone(),
-            Some(key) => Some(self.project_recaptcha_secret(key, &check).await?),
+            None => server_secret,
+            Some(key) if server.site_key.as_deref() == Some(key) => server_secret,
+            Some(key) => match self.project_recaptcha_secret(key, &check).await {
+                Err(ServiceError::Invalid { message, .. })
+                    if message == INVALID_SITE_KEY && server_secret.is_none() =>
+                {
+                    None
+                }
+                other => Some(other?),
+            },
         };
         let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
             return Ok(());
@@ -111,9 +127,7 @@ impl Services {
         let project = projects
             .into_iter()
             .find(|project| project_id.is_none_or(|id| project.id == id))
-            .ok_or_else(|| {
-                ServiceError::invalid_field("Invalid recaptchaSiteKey", "recaptchaSiteKey")
-            })?;
+            .ok_or_else(|| ServiceError::invalid_field(INVALID_SITE_KEY, "recaptchaSiteKey"))?;
 
         // site: the entry with this key must carry its secret.
         let secret = project

@@ -82,9 +82,7 @@ impl Services {
         // request: a verification request, unused, not expired, and this secret.
         let mut request = self.read_security_request(id).await?;
         if request.request_type != SecurityRequestType::VerifyEmail.as_str() {
-            return Err(ServiceError::invalid(
-                "Invalid user security request type",
-            ));
+            return Err(ServiceError::invalid("Invalid user security request type"));
         }
         if request.is_used() {
             return Err(ServiceError::invalid("Already used"));

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use medgate_fhir::resources::ClientApplication;
+use medgate_fhir::resources::{ClientApplication, Project};
 use medgate_server::AppState;
 use medgate_service::clock::ManualClock;
 use medgate_service::random::OsRandom;
 use medgate_service::repo::WriteContext;
 use medgate_service::{Secret, ServiceConfig, Services};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -429,4 +429,49 @@ pub async fn queued_emails(server: &TestServer) -> Vec<medgate_service::email::E
         .into_iter()
         .map(|message| serde_json::from_value(message.payload).unwrap())
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration
+
+/// The password of users registered by [`new_user_body`].
+pub const NEW_USER_PASSWORD: &str = "amber-Falcon-62-meadow";
+
+/// Builds the body of a valid `/auth/newuser` request with an S256 challenge, plus `extra`.
+pub fn new_user_body(email: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "firstName": "Alice",
+        "lastName": "Smith",
+        "email": email,
+        "password": NEW_USER_PASSWORD,
+        "codeChallenge": CHALLENGE,
+        "codeChallengeMethod": "S256",
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    body
+}
+
+/// Creates a project that allows open registration, which registration into a project needs.
+pub async fn open_project(server: &TestServer) -> String {
+    let mut extra = Map::new();
+    extra.insert(
+        "defaultPatientAccessPolicy".to_string(),
+        json!({"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}),
+    );
+    let project = Project {
+        name: Some("Open Clinic".to_string()),
+        extra,
+        ..Default::default()
+    };
+    server
+        .services
+        .repo
+        .create(&project, &WriteContext::system(None))
+        .await
+        .unwrap()
+        .id
 }

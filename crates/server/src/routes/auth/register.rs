@@ -93,9 +93,6 @@ pub async fn new_patient(
     let login = body.login.unwrap_or_default();
     let project_id = body.project_id.unwrap_or_default();
     Ok(Json(
-        state
-            .services
-            .register_patient(&login, &project_id)
-            .await?,
+        state.services.register_patient(&login, &project_id).await?,
     ))
 }
