@@ -11,14 +11,14 @@ use axum::routing::post as post_route;
 use axum::{Form, Json, Router};
 use common::{
     TestServer, as_str, assert_all_ok, assert_bad_request, new_user_body, open_project, post,
-    redeem,
+    project_with, redeem,
 };
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{Project, ProjectMembership, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_service::Secret;
 use medgate_service::repo::WriteContext;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// The token the fake verifier accepts.
 const GOOD_TOKEN: &str = "good-token";
@@ -99,22 +99,6 @@ async fn patient_policy(server: &TestServer, project_id: &str) -> Value {
         .await
         .unwrap();
     reference
-}
-
-/// Creates a project with the given extra fields and returns its id.
-async fn project_with(server: &TestServer, fields: Value) -> String {
-    let project = Project {
-        name: Some("Clinic".to_string()),
-        extra: fields.as_object().cloned().unwrap_or_else(Map::new),
-        ..Default::default()
-    };
-    server
-        .services
-        .repo
-        .create(&project, &WriteContext::system(None))
-        .await
-        .unwrap()
-        .id
 }
 
 /// Sets fields of a stored project.

@@ -6,13 +6,14 @@ use medgate_fhir::Reference;
 use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_store::WriteOp;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tracing::{info, instrument};
 
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::login::LoginResponse;
 use crate::random::{is_uuid, uuid_v4};
+use crate::registration::profile_for;
 use crate::repo::WriteContext;
 
 /// The access a self-registered patient gets in a project.
@@ -182,7 +183,7 @@ impl Services {
         let patient_id = uuid_v4(self.random());
         let patient = self
             .repo
-            .prepare_create(patient_for(&patient_id, user), &context)?;
+            .prepare_create(profile_for("Patient", &patient_id, user, None), &context)?;
 
         let mut membership = ProjectMembership {
             id: uuid_v4(self.random()),
@@ -211,28 +212,10 @@ impl Services {
     }
 }
 
-/// Builds a Patient from the user's name and email, as Medplum's `newpatient` does.
-fn patient_for(id: &str, user: &User) -> Value {
-    let mut name = Map::new();
-    if let Some(first_name) = user.first_name.as_deref().filter(|text| !text.is_empty()) {
-        name.insert("given".to_string(), json!([first_name]));
-    }
-    if let Some(last_name) = user.last_name.as_deref().filter(|text| !text.is_empty()) {
-        name.insert("family".to_string(), json!(last_name));
-    }
-    let mut patient = json!({"resourceType": "Patient", "id": id});
-    if !name.is_empty() {
-        patient["name"] = json!([name]);
-    }
-    if let Some(email) = &user.email {
-        patient["telecom"] = json!([{"system": "email", "value": email}]);
-    }
-    patient
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn project(extra: Value) -> Project {
         Project {
@@ -285,7 +268,7 @@ mod tests {
             email: Some("pat@example.com".into()),
             ..Default::default()
         };
-        let patient = patient_for("x", &user);
+        let patient = profile_for("Patient", "x", &user, None);
         assert_eq!(
             patient["name"],
             json!([{"given": ["Pat"], "family": "Lee"}])

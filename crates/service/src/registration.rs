@@ -479,6 +479,17 @@ pub(crate) fn full_name(user: &User) -> String {
 
 /// Builds the owner's Practitioner profile from the User's name and email, as Medplum does.
 fn practitioner_for(id: &str, user: &User) -> Value {
+    profile_for("Practitioner", id, user, Some("work"))
+}
+
+/// Builds a profile resource (Practitioner, Patient, …) named like the user, with the user's
+/// email as an email `telecom` of the given `use`.
+pub(crate) fn profile_for(
+    resource_type: &str,
+    id: &str,
+    user: &User,
+    email_use: Option<&str>,
+) -> Value {
     let mut name = Map::new();
     if let Some(first_name) = user.first_name.as_deref().filter(|text| !text.is_empty()) {
         name.insert("given".to_string(), json!([first_name]));
@@ -486,14 +497,18 @@ fn practitioner_for(id: &str, user: &User) -> Value {
     if let Some(last_name) = user.last_name.as_deref().filter(|text| !text.is_empty()) {
         name.insert("family".to_string(), json!(last_name));
     }
-    let mut practitioner = json!({"resourceType": "Practitioner", "id": id});
+    let mut profile = json!({"resourceType": resource_type, "id": id});
     if !name.is_empty() {
-        practitioner["name"] = json!([name]);
+        profile["name"] = json!([name]);
     }
     if let Some(email) = &user.email {
-        practitioner["telecom"] = json!([{"system": "email", "use": "work", "value": email}]);
+        let mut telecom = json!({"system": "email", "value": email});
+        if let Some(email_use) = email_use {
+            telecom["use"] = json!(email_use);
+        }
+        profile["telecom"] = json!([telecom]);
     }
-    practitioner
+    profile
 }
 
 #[cfg(test)]

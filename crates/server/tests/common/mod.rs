@@ -457,14 +457,19 @@ pub fn new_user_body(email: &str, extra: Value) -> Value {
 
 /// Creates a project that allows open registration, which registration into a project needs.
 pub async fn open_project(server: &TestServer) -> String {
-    let mut extra = Map::new();
-    extra.insert(
-        "defaultPatientAccessPolicy".to_string(),
-        json!({"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}),
-    );
+    project_with(
+        server,
+        json!({"defaultPatientAccessPolicy":
+            {"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}}),
+    )
+    .await
+}
+
+/// Creates a project with the given extra fields and returns its id.
+pub async fn project_with(server: &TestServer, fields: Value) -> String {
     let project = Project {
-        name: Some("Open Clinic".to_string()),
-        extra,
+        name: Some("Clinic".to_string()),
+        extra: fields.as_object().cloned().unwrap_or_else(Map::new),
         ..Default::default()
     };
     server
