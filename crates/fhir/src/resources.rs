@@ -286,8 +286,8 @@ impl Login {
 
 /// A one-time request sent to a user by email: set a password for an invite
 /// (`type: invite`), reset it (`reset`) or confirm the email address (`verify-email`).
-/// Medplum stores the secret of the link in `secret`; medgate stores only its SHA-256 in
-/// `secretHash`, and still accepts a clear `secret` on requests imported from Medplum.
+/// Medplum stores the secret of the link in `secret`. medgate stores only its SHA-256 in
+/// `secretHash`, but still accepts a clear `secret` on requests imported from Medplum.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserSecurityRequest {

@@ -347,9 +347,9 @@ impl Services {
     }
 
     /// Builds the writes that store `user` (with its new password hash) and revoke every
-    /// login of the user except `keep_login`; returns them and the number of revoked logins.
-    /// Each write expects the version it read, so the batch fails with
-    /// [`StoreError::VersionConflict`] when another request changed one of them first.
+    /// login of the user except `keep_login`, and counts the revoked logins. Each write
+    /// expects the version it read, so the batch fails with [`StoreError::VersionConflict`]
+    /// when another request changed one of them first.
     pub(crate) async fn password_update_batch(
         &self,
         user: &User,

@@ -26,13 +26,13 @@ pub struct ServiceConfig {
     /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
     /// from any other peer is attributed to the peer itself.
     pub trusted_proxies: Vec<IpNet>,
-    /// Base URL of the web app that hosts the set-password page, with a trailing slash; the
+    /// Base URL of the web app that hosts the set-password page, with a trailing slash. The
     /// links in emails point there (Medplum's `appBaseUrl`).
     pub app_base_url: String,
     /// `false` refuses `POST /auth/newuser` (Medplum's `registerEnabled`).
     pub register_enabled: bool,
     /// reCAPTCHA checks for registration and password reset. Without a secret key the server's
-    /// own site key needs no check, as in Medplum; project site keys are always checked.
+    /// own site key needs no check, as in Medplum, but project site keys are always checked.
     pub recaptcha: RecaptchaConfig,
 }
 

@@ -1,7 +1,7 @@
 //! reCAPTCHA checks for the unauthenticated forms that create accounts or send email
-//! (`/auth/newuser`, `/auth/resetpassword`), with Medplum's rules for choosing the secret key:
-//! the server's own site key uses the server's secret, and any other site key must belong to
-//! a project's `site` entry that carries its secret. The token is verified with Google's
+//! (`/auth/newuser`, `/auth/resetpassword`). Medplum's rules choose the secret key: the
+//! server's own site key uses the server's secret, and any other site key must belong to a
+//! project's `site` entry that carries its secret. The token is verified with Google's
 //! siteverify API (<https://developers.google.com/recaptcha/docs/verify>).
 
 use std::sync::OnceLock;
@@ -23,7 +23,7 @@ const INVALID_SITE_KEY: &str = "Invalid recaptchaSiteKey";
 /// How long the siteverify call may take before the form fails with a 500.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The form a token was sent with; registration has one more rule for project site keys.
+/// The form a token was sent with. Registration has one more rule for project site keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecaptchaPurpose {
     Registration,

@@ -1,6 +1,6 @@
 //! One-time links sent by email, stored as `UserSecurityRequest` resources: an invite's or a
 //! reset's set-password link and the email-verification link. The link carries the request id
-//! and a random secret; only the secret's SHA-256 is stored, so a database reader cannot use a
+//! and a random secret. Only the secret's SHA-256 is stored, so a database reader cannot use a
 //! pending link.
 
 use chrono::{DateTime, Duration, Utc};
@@ -31,8 +31,8 @@ impl SecurityRequestType {
         }
     }
 
-    /// How long a link stays valid: Medplum's windows, 1 hour for a reset and 7 days for an
-    /// invite or an email verification.
+    /// Returns how long a link stays valid: Medplum's windows, 1 hour for a reset and 7 days
+    /// for an invite or an email verification.
     pub fn lifetime(self) -> Duration {
         match self {
             Self::Reset => Duration::hours(1),

@@ -1,6 +1,6 @@
 //! Setting a password without knowing the old one: from an invite or reset link
 //! (`POST /auth/setpassword`), by a project admin (`POST /admin/projects/setpassword`) or by a
-//! super admin (`POST /admin/super/setpassword`); and confirming an email address from a
+//! super admin (`POST /admin/super/setpassword`). Also confirming an email address from a
 //! verification link (`POST /auth/verifyemail`).
 //!
 //! Every new password revokes all of the user's logins in the same batch, so whoever held a

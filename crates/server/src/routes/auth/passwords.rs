@@ -33,7 +33,7 @@ pub async fn reset_password(
         email: body.email.unwrap_or_default(),
         project_id: body.project_id,
         redirect_uri: body.redirect_uri,
-        // Medplum sends the email unless the request says `false`.
+        // Medplum sends the email unless the request sets `sendEmail: false`.
         send_email: body.send_email != Some(false),
         recaptcha_token: body.recaptcha_token,
         recaptcha_site_key: body.recaptcha_site_key,
