@@ -28,9 +28,10 @@ async fn security_request(
     user_id: &str,
 ) -> (String, String) {
     let user: User = server.services.repo.read(user_id).await.unwrap();
+    let project_id = user.project.as_ref().and_then(Reference::id);
     let prepared = server
         .services
-        .prepare_security_request(request_type, &user, None)
+        .prepare_security_request(request_type, &user, project_id, None)
         .unwrap();
     server
         .services

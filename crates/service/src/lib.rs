@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod account;
+pub mod admin;
 pub mod authorize;
 pub mod bootstrap;
 pub mod client_auth;
@@ -27,6 +28,7 @@ pub mod repo;
 pub mod secret;
 pub mod security_request;
 pub mod session;
+mod session_cache;
 pub mod set_password;
 pub mod tokens;
 pub mod userinfo;
@@ -46,6 +48,7 @@ use keys::KeyRing;
 use password::PasswordHasher;
 use random::Random;
 use repo::Repo;
+use session_cache::AuthCache;
 
 /// Everything a flow needs: settings, the store behind typed access, keys and the
 /// password-hashing pool. Cheap to clone.
@@ -55,6 +58,7 @@ pub struct Services {
     pub repo: Repo,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
+    auth_cache: AuthCache,
 }
 
 impl Services {
@@ -67,6 +71,7 @@ impl Services {
         let passwords = PasswordHasher::new(config.password_hash_workers, random.clone());
         Self {
             config: Arc::new(config),
+            auth_cache: AuthCache::new(store.subscribe()),
             repo: Repo {
                 store,
                 clock,

@@ -138,7 +138,7 @@ impl Services {
         project_id: &str,
         membership_id: &str,
     ) -> ServiceResult<()> {
-        self.require_project_admin(auth, project_id)?;
+        let project = self.administered_project(auth, project_id).await?;
 
         // membership: in the path's project, as Medplum's ownership check.
         if !is_uuid(membership_id) {
@@ -148,7 +148,7 @@ impl Services {
             Err(ServiceError::Gone) => return Err(ServiceError::NotFound),
             other => other?,
         };
-        if membership.project.reference != format!("Project/{project_id}") {
+        if membership.project.reference != project.reference().reference {
             return Err(ServiceError::Forbidden);
         }
 
@@ -167,19 +167,6 @@ impl Services {
         Ok(())
     }
 
-    /// Passes when the caller administers `project_id`: it is the caller's current project
-    /// and the caller is its admin, or the caller is a super admin. Medplum ignores the path's
-    /// project and acts on the caller's; medgate refuses a path that names another one.
-    pub fn require_project_admin(&self, auth: &AuthContext, project_id: &str) -> ServiceResult<()> {
-        if auth.is_super_admin() {
-            return Ok(());
-        }
-        if auth.project_id() != project_id || !auth.is_project_admin() {
-            return Err(ServiceError::Forbidden);
-        }
-        Ok(())
-    }
-
     /// Builds the writes of a reset: the new request, every earlier unused reset request of
     /// the user marked used (so only the newest link works, as in Medplum's newest server),
     /// and the email unless `send_email` is false.
@@ -189,8 +176,13 @@ impl Services {
         redirect_uri: Option<String>,
         send_email: bool,
     ) -> ServiceResult<Vec<WriteOp>> {
-        let prepared =
-            self.prepare_security_request(SecurityRequestType::Reset, user, redirect_uri)?;
+        let project_id = user.project.as_ref().and_then(Reference::id);
+        let prepared = self.prepare_security_request(
+            SecurityRequestType::Reset,
+            user,
+            project_id,
+            redirect_uri,
+        )?;
         let mut batch = vec![prepared.write];
 
         let earlier = SearchRequest::new("UserSecurityRequest")
@@ -212,11 +204,7 @@ impl Services {
             let mut values = BTreeMap::new();
             values.insert("name".to_string(), full_name(user));
             values.insert("link".to_string(), prepared.link.expose().clone());
-            let project_id = user
-                .project
-                .as_ref()
-                .and_then(Reference::id)
-                .map(str::to_string);
+            let project_id = project_id.map(str::to_string);
             if let Some(project_id) = &project_id
                 && let Ok(project) = self.repo.read::<Project>(project_id).await
                 && let Some(name) = project.name

@@ -40,6 +40,14 @@ impl SecurityRequestType {
         }
     }
 
+    /// The app page that redeems the link: Medplum's `setpassword` or `verifyemail`.
+    fn page(self) -> &'static str {
+        match self {
+            Self::Invite | Self::Reset => "setpassword",
+            Self::VerifyEmail => "verifyemail",
+        }
+    }
+
     fn parse(text: &str) -> Option<Self> {
         match text {
             "invite" => Some(Self::Invite),
@@ -55,22 +63,24 @@ impl SecurityRequestType {
 pub struct PreparedSecurityRequest {
     pub id: String,
     pub secret: Secret<String>,
-    /// `{appBaseUrl}setpassword/<id>/<secret>`, Medplum's set-password page.
+    /// `{appBaseUrl}setpassword/<id>/<secret>` (Medplum's set-password page), or
+    /// `verifyemail/…` for an email verification.
     pub link: Secret<String>,
     pub write: WriteOp,
 }
 
 impl Services {
-    /// Builds a request of `request_type` for `user`. It belongs to the user's project, so a
-    /// project-scoped user's admins can see it, and it expires after the type's lifetime.
+    /// Builds a request of `request_type` for `user` that expires after the type's lifetime.
+    /// It belongs to `project_id` (`meta.project`), so that project's admins can see it.
     pub fn prepare_security_request(
         &self,
         request_type: SecurityRequestType,
         user: &User,
+        project_id: Option<&str>,
         redirect_uri: Option<String>,
     ) -> ServiceResult<PreparedSecurityRequest> {
-        // 16 random bytes, as Medplum's secrets.
-        let secret = Secret::new(secret_hex(self.random(), 16));
+        // 32 random bytes; Medplum uses 16.
+        let secret = Secret::new(secret_hex(self.random(), 32));
         let request = UserSecurityRequest {
             id: uuid_v4(self.random()),
             request_type: request_type.as_str().to_string(),
@@ -80,13 +90,13 @@ impl Services {
             expires_at: Some(fhir_instant(self.now() + request_type.lifetime())),
             ..Default::default()
         };
-        let project_id = user.project.as_ref().and_then(|project| project.id());
         let value = self
             .repo
             .prepare_create(request.to_json(), &WriteContext::system(project_id))?;
         let link = format!(
-            "{}setpassword/{}/{}",
+            "{}{}/{}/{}",
             self.config.app_base_url,
+            request_type.page(),
             request.id,
             secret.expose()
         );

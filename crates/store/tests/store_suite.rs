@@ -88,6 +88,7 @@ store_cases!(
     outbox_rolls_back_with_batch,
     outbox_retry_and_abandon,
     outbox_concurrent_claims_disjoint,
+    changes_announced_after_commit,
 );
 
 #[path = "store_suite/search_cases.rs"]
@@ -97,6 +98,10 @@ use search_cases::*;
 #[path = "store_suite/outbox_cases.rs"]
 mod outbox_cases;
 use outbox_cases::*;
+
+#[path = "store_suite/change_cases.rs"]
+mod change_cases;
+use change_cases::*;
 
 #[path = "store_suite/reindex_cases.rs"]
 mod reindex_cases;

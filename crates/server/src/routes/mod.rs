@@ -1,5 +1,6 @@
 //! Routers per API family.
 
+mod admin;
 mod admin_passwords;
 mod auth;
 mod fhir;
@@ -13,6 +14,7 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(wellknown::routes())
+        .merge(admin::routes())
         .merge(oauth2::routes())
         .merge(auth::routes())
         .merge(fhir::routes())
