@@ -55,6 +55,8 @@ impl Services {
         }
 
         // request: unused, of a password type, not expired, and this secret.
+        // TODO: read Medplum's legacy `PasswordChangeRequest` resources too. Only a database
+        // imported from an old Medplum has them, and their links are answered `Not found`.
         let request = self.read_security_request(id).await?;
         if request.is_used() {
             return Err(ServiceError::invalid("Already used"));
@@ -70,6 +72,8 @@ impl Services {
     }
 
     /// Marks the user's email verified from a verification link (`POST /auth/verifyemail`).
+    // TODO: return the request's stored `redirectUri` as Medplum's newest server does. The
+    // response is `All OK` without it, so an app that expects the redirect stays on its page.
     #[instrument(skip_all, fields(request_id = id))]
     pub async fn verify_email(&self, id: &str, secret: &Secret<String>) -> ServiceResult<()> {
         if !is_uuid(id) {
