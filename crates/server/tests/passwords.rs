@@ -383,6 +383,37 @@ async fn setpassword_reset_link_works_once() {
 }
 
 #[tokio::test]
+async fn setpassword_concurrent_use_once() {
+    let server = TestServer::start().await;
+    let member = server.create_member("race@example.com", false).await;
+    let (id, secret) = security_request(&server, SecurityRequestType::Reset, &member.user_id).await;
+
+    let first_password = "copper-Willow-18-harbor";
+    let second_password = "silver-Maple-27-canyon";
+    let (first, second) = tokio::join!(
+        set_password(&server, &id, &secret, first_password),
+        set_password(&server, &id, &secret, second_password),
+    );
+    let statuses = [first.0, second.0];
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{first:?} {second:?}"
+    );
+    let refused = if first.0 == 200 { &second } else { &first };
+    assert_bad_request(refused.0, &refused.1, "Already used", None);
+
+    // The password of the request that won is the one stored.
+    let winner = if first.0 == 200 {
+        first_password
+    } else {
+        second_password
+    };
+    let (status, body) = login(&server, &member.email, winner).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn setpassword_expires_after_one_hour() {
     let server = TestServer::start().await;
     let member = server.create_member("late@example.com", false).await;
