@@ -7,7 +7,7 @@ mod common;
 use chrono::Duration;
 use common::{
     Member, TestServer, as_str, assert_all_ok, assert_bad_request, get_with_token, post,
-    post_with_token, queued_emails, redeem,
+    post_with_token, queued_emails, redeem, seed,
 };
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{ClientApplication, User, UserSecurityRequest};
@@ -309,18 +309,7 @@ async fn reset_refused_for_sso_domain() {
     let server = TestServer::start().await;
     let configuration = json!({"resourceType": "DomainConfiguration", "domain": "sso.example.com",
         "identityProvider": {"authorizeUrl": "https://idp.example.com/authorize"}});
-    let configuration = server
-        .services
-        .repo
-        .prepare_create(configuration, &WriteContext::system(None))
-        .unwrap();
-    server
-        .services
-        .repo
-        .store
-        .write(vec![medgate_store::WriteOp::Create(configuration)])
-        .await
-        .unwrap();
+    seed(&server, &server.admin_project_id, configuration).await;
     let (status, body) = post(
         &server,
         "auth/resetpassword",
@@ -503,19 +492,8 @@ async fn setpassword_accepts_medplum_invite() {
     let request = json!({"resourceType": "UserSecurityRequest", "type": "invite",
         "user": {"reference": format!("User/{}", member.user_id)},
         "secret": "3f2a9c0d5e8b7a61"});
-    let request = server
-        .services
-        .repo
-        .prepare_create(request, &WriteContext::system(Some(&member.project_id)))
-        .unwrap();
+    let request = seed(&server, &member.project_id, request).await;
     let id = as_str(&request["id"]);
-    server
-        .services
-        .repo
-        .store
-        .write(vec![medgate_store::WriteOp::Create(request)])
-        .await
-        .unwrap();
 
     let (status, body) = set_password(&server, &id, "3f2a9c0d5e8b7a60", NEW_PASSWORD).await;
     assert_bad_request(status, &body, "Incorrect secret", Some("secret"));

@@ -11,7 +11,7 @@ use axum::routing::post as post_route;
 use axum::{Form, Json, Router};
 use common::{
     TestServer, as_str, assert_all_ok, assert_bad_request, new_user_body, open_project, post,
-    project_with, redeem,
+    project_with, redeem, seed,
 };
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{Project, ProjectMembership, User};
@@ -85,20 +85,8 @@ async fn server_with_recaptcha(verifier: &FakeVerifier) -> TestServer {
 async fn patient_policy(server: &TestServer, project_id: &str) -> Value {
     let policy = json!({"resourceType": "AccessPolicy", "name": "Patients",
         "resource": [{"resourceType": "Patient"}]});
-    let policy = server
-        .services
-        .repo
-        .prepare_create(policy, &WriteContext::system(Some(project_id)))
-        .unwrap();
-    let reference = json!({"reference": format!("AccessPolicy/{}", as_str(&policy["id"]))});
-    server
-        .services
-        .repo
-        .store
-        .write(vec![medgate_store::WriteOp::Create(policy)])
-        .await
-        .unwrap();
-    reference
+    let policy = seed(server, project_id, policy).await;
+    json!({"reference": format!("AccessPolicy/{}", as_str(&policy["id"]))})
 }
 
 /// Sets fields of a stored project.

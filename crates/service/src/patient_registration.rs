@@ -13,7 +13,7 @@ use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::login::LoginResponse;
 use crate::random::{is_uuid, uuid_v4};
-use crate::registration::profile_for;
+use crate::registration::{check_login_without_membership, profile_for};
 use crate::repo::WriteContext;
 
 /// The access a self-registered patient gets in a project.
@@ -102,15 +102,7 @@ impl Services {
 
         // login state: an unused login whose user has no profile yet.
         let login = self.read_login(login_id).await?;
-        if login.membership.is_some() {
-            return Err(ServiceError::invalid("Login already has a membership"));
-        }
-        if login.is_revoked() {
-            return Err(ServiceError::invalid("Login revoked"));
-        }
-        if login.is_granted() {
-            return Err(ServiceError::invalid("Login granted"));
-        }
+        check_login_without_membership(&login)?;
         let project_reference = Reference::new("Project", project_id);
         if login
             .project

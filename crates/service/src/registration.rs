@@ -281,15 +281,7 @@ impl Services {
         // login state: checked before anything is written, so a refused request creates
         // no project.
         let mut login = self.read_login(login_id).await?;
-        if login.membership.is_some() {
-            return Err(ServiceError::invalid("Login already has a membership"));
-        }
-        if login.is_revoked() {
-            return Err(ServiceError::invalid("Login revoked"));
-        }
-        if login.is_granted() {
-            return Err(ServiceError::invalid("Login granted"));
-        }
+        check_login_without_membership(&login)?;
 
         // project restriction: a login started for one project (through its client, for
         // example) cannot become a session in another.
@@ -487,6 +479,21 @@ fn resolve_registration(
         )),
         (_, None, None) => Ok(Registration::Server),
     }
+}
+
+/// Checks that a login can still get its first membership: none yet, not revoked and not
+/// redeemed, with Medplum's messages.
+pub(crate) fn check_login_without_membership(login: &Login) -> ServiceResult<()> {
+    if login.membership.is_some() {
+        return Err(ServiceError::invalid("Login already has a membership"));
+    }
+    if login.is_revoked() {
+        return Err(ServiceError::invalid("Login revoked"));
+    }
+    if login.is_granted() {
+        return Err(ServiceError::invalid("Login granted"));
+    }
+    Ok(())
 }
 
 /// Joins the user's first and last name, skipping empty parts.

@@ -490,3 +490,20 @@ pub async fn project_with(server: &TestServer, fields: Value) -> String {
         .unwrap()
         .id
 }
+
+/// Writes a resource straight into the store, as the system, and returns it.
+pub async fn seed(server: &TestServer, project_id: &str, resource: Value) -> Value {
+    let resource = server
+        .services
+        .repo
+        .prepare_create(resource, &WriteContext::system(Some(project_id)))
+        .unwrap();
+    server
+        .services
+        .repo
+        .store
+        .write(vec![medgate_store::WriteOp::Create(resource.clone())])
+        .await
+        .unwrap();
+    resource
+}
