@@ -78,6 +78,7 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
     let mut config = ServiceConfig::new(&settings.base_url);
     config.require_pkce_s256 = settings.require_pkce_s256;
     config.trusted_proxies = settings.trusted_proxies.clone();
+    config.mfa_authenticator_window = settings.mfa_authenticator_window;
     if let Some(app_base_url) = &settings.app_base_url {
         config.app_base_url = format!("{}/", app_base_url.trim_end_matches('/'));
     }

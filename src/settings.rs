@@ -66,6 +66,11 @@ pub struct SettingsArgs {
     )]
     pub trusted_proxies: Vec<String>,
 
+    /// TOTP time steps of 30 seconds accepted on each side of the current one, for clock
+    /// drift between server and authenticator app [default: 1] (config key
+    /// `mfaAuthenticatorWindow`)
+    #[arg(long, env = "MEDGATE_MFA_AUTHENTICATOR_WINDOW", global = true)]
+    pub mfa_authenticator_window: Option<u32>,
     /// Base URL of the web app whose set-password page the emailed links open
     /// [default: the base URL] (config key `appBaseUrl`)
     #[arg(long, env = "MEDGATE_APP_BASE_URL", global = true)]
@@ -108,6 +113,7 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     require_pkce_s256: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
+    mfa_authenticator_window: Option<u32>,
     app_base_url: Option<String>,
     register_enabled: Option<bool>,
     recaptcha_site_key: Option<String>,
@@ -126,6 +132,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub require_pkce_s256: bool,
     pub trusted_proxies: Vec<IpNet>,
+    pub mfa_authenticator_window: u32,
     /// `None` means the base URL.
     pub app_base_url: Option<String>,
     pub register_enabled: bool,
@@ -197,6 +204,10 @@ impl SettingsArgs {
                 .or(file.require_pkce_s256)
                 .unwrap_or(false),
             trusted_proxies,
+            mfa_authenticator_window: self
+                .mfa_authenticator_window
+                .or(file.mfa_authenticator_window)
+                .unwrap_or(1),
             app_base_url: self.app_base_url.or(file.app_base_url),
             register_enabled: self
                 .register_enabled
@@ -272,6 +283,19 @@ mod tests {
         );
         let error = resolve(&["--config", "/no/such/file.json"]).unwrap_err();
         assert!(error.to_string().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn mfa_window_from_flag_and_file() {
+        assert_eq!(resolve(&[]).unwrap().mfa_authenticator_window, 1);
+        let settings = resolve(&["--mfa-authenticator-window", "2"]).unwrap();
+        assert_eq!(settings.mfa_authenticator_window, 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(&file, r#"{"mfaAuthenticatorWindow": 0}"#).unwrap();
+        let settings = resolve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(settings.mfa_authenticator_window, 0);
     }
 
     #[test]

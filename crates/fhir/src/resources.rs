@@ -110,6 +110,16 @@ pub struct User {
     pub project: Option<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_enrolled: Option<bool>,
+    /// Base32 TOTP secret; the FHIR API never returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_secret: Option<String>,
+    /// Enrolled factors, `totp` and `email`. Users enrolled before Medplum had email codes
+    /// have `mfaEnrolled` without this list and count as `totp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mfa_method: Vec<String>,
+    /// The user must enroll a factor at the next password sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_required: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -261,6 +271,12 @@ pub struct Login {
     pub client_authenticated: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_verified: Option<bool>,
+    /// The emailed MFA code of this login, as a hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_mfa: Option<EmailMfa>,
+    /// MFA codes submitted for this login; each attempt is counted before it is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +289,16 @@ pub struct Login {
     pub extra: Map<String, Value>,
 }
 typed_resource!(Login);
+
+/// A pending emailed MFA code (Medplum's `Login.emailMfa`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailMfa {
+    /// Password hash (argon2id) of the 6-digit code.
+    pub code_hash: String,
+    /// FHIR instant after which the code is refused.
+    pub expires_at: String,
+}
 
 impl Login {
     pub fn is_revoked(&self) -> bool {

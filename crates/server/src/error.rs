@@ -126,6 +126,10 @@ impl IntoResponse for OAuthError {
             ServiceError::PreconditionFailed => {
                 (OAuthErrorCode::InvalidGrant, "Invalid grant".to_string())
             }
+            ServiceError::TooManyRequests => (
+                OAuthErrorCode::InvalidRequest,
+                "Too many requests".to_string(),
+            ),
             ServiceError::MultipleMatches => (
                 OAuthErrorCode::InvalidRequest,
                 "Multiple resources found matching condition".to_string(),
@@ -191,6 +195,10 @@ impl IntoResponse for PageError {
             ServiceError::MultipleMatches => (
                 StatusCode::PRECONDITION_FAILED,
                 "Multiple resources found matching condition".to_string(),
+            ),
+            ServiceError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts; please sign in again later".to_string(),
             ),
             ServiceError::InEntry { error, .. } => return PageError(*error).into_response(),
             ServiceError::Store(error) => return internal(ErrorFormat::Html, error.to_string()),

@@ -9,6 +9,7 @@ use tracing::{info, instrument};
 
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
+use crate::login::LoginResponse;
 use crate::pkce;
 use crate::random::{secret_hex, sha256_hex};
 use crate::repo::WriteContext;
@@ -235,35 +236,61 @@ impl Services {
         browser_secret: Option<&Secret<String>>,
     ) -> ServiceResult<Secret<String>> {
         let login = self.read_login(login_id).await?;
-
-        // the login must come from this very authorization request: same client and redirect URI.
-        let same_client = login.client.as_ref().and_then(|client| client.id())
-            == Some(request.client.id.as_str());
-        if !same_client || login.redirect_uri.as_deref() != Some(request.redirect_uri.as_str()) {
-            return Err(ServiceError::invalid(
-                "This sign-in belongs to another application; please sign in again",
-            ));
-        }
-
-        let bound = match (&login.cookie_hash, browser_secret) {
-            (Some(hash), Some(secret)) => aws_lc_rs::constant_time::verify_slices_are_equal(
-                hash.as_bytes(),
-                sha256_hex(secret.expose()).as_bytes(),
-            )
-            .is_ok(),
-            _ => false,
-        };
-
-        // browser: only the browser that entered the password may finish the sign-in.
-        if !bound {
-            return Err(ServiceError::invalid(
-                "This sign-in was started in another browser; please sign in again",
-            ));
-        }
+        check_browser_login(request, &login, browser_secret)?;
         let completed = self.set_membership(login, membership_id).await?;
         info!(login_id, "profile chosen on the sign-in page");
         Ok(completed.code)
     }
+
+    /// Verifies the MFA code of the sign-in page, or with `enroll` enrolls TOTP with it, for
+    /// the login this browser started. Returns the next step of the login.
+    pub async fn verify_mfa_in_browser(
+        &self,
+        request: &ValidAuthorizeRequest,
+        login_id: &str,
+        token: &str,
+        enroll: bool,
+        browser_secret: Option<&Secret<String>>,
+    ) -> ServiceResult<LoginResponse> {
+        let login = self.read_login(login_id).await?;
+        check_browser_login(request, &login, browser_secret)?;
+        if enroll {
+            self.login_enroll(login_id, None, Some(token)).await
+        } else {
+            self.verify_mfa(login_id, token).await
+        }
+    }
+}
+
+/// Checks that a partial login belongs to this authorization request (same client and
+/// redirect URI) and to this browser (the cookie set when the password was entered).
+fn check_browser_login(
+    request: &ValidAuthorizeRequest,
+    login: &Login,
+    browser_secret: Option<&Secret<String>>,
+) -> ServiceResult<()> {
+    let same_client =
+        login.client.as_ref().and_then(|client| client.id()) == Some(request.client.id.as_str());
+    if !same_client || login.redirect_uri.as_deref() != Some(request.redirect_uri.as_str()) {
+        return Err(ServiceError::invalid(
+            "This sign-in belongs to another application; please sign in again",
+        ));
+    }
+
+    let bound = match (&login.cookie_hash, browser_secret) {
+        (Some(hash), Some(secret)) => aws_lc_rs::constant_time::verify_slices_are_equal(
+            hash.as_bytes(),
+            sha256_hex(secret.expose()).as_bytes(),
+        )
+        .is_ok(),
+        _ => false,
+    };
+    if !bound {
+        return Err(ServiceError::invalid(
+            "This sign-in was started in another browser; please sign in again",
+        ));
+    }
+    Ok(())
 }
 
 fn internal_page_message(error: &ServiceError) -> String {

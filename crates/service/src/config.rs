@@ -26,6 +26,15 @@ pub struct ServiceConfig {
     /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
     /// from any other peer is attributed to the peer itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// TOTP steps of 30 s accepted on each side of the current one for clock drift
+    /// (Medplum's `mfaAuthenticatorWindow`, default 1).
+    pub mfa_authenticator_window: u32,
+    /// MFA codes a login may submit; further attempts get 429 and the user signs in again.
+    pub mfa_max_attempts: u32,
+    /// How long after the password step a login may still complete MFA.
+    pub mfa_login_lifetime: Duration,
+    /// How long an emailed MFA code is valid (Medplum: 20 minutes).
+    pub mfa_email_code_lifetime: Duration,
     /// Base URL of the web app that hosts the set-password page, with a trailing slash. The
     /// links in emails point there (Medplum's `appBaseUrl`).
     pub app_base_url: String,
@@ -73,6 +82,10 @@ impl ServiceConfig {
                 .map(usize::from)
                 .unwrap_or(2),
             trusted_proxies: Vec::new(),
+            mfa_authenticator_window: 1,
+            mfa_max_attempts: 5,
+            mfa_login_lifetime: Duration::hours(1),
+            mfa_email_code_lifetime: Duration::minutes(20),
             app_base_url: base_url.clone(),
             register_enabled: true,
             recaptcha: RecaptchaConfig::default(),

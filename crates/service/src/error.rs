@@ -59,6 +59,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("precondition failed")]
     PreconditionFailed,
+    /// An attempt limit was reached, such as the MFA codes allowed per login.
+    #[error("too many requests")]
+    TooManyRequests,
     /// The search of a conditional create, update or delete found more than one resource.
     #[error("multiple resources found matching condition")]
     MultipleMatches,
@@ -121,6 +124,7 @@ impl ServiceError {
                 OperationOutcome::conflict("A resource with this id already exists"),
             ),
             Self::PreconditionFailed => (412, OperationOutcome::precondition_failed()),
+            Self::TooManyRequests => (429, OperationOutcome::too_many_requests()),
             Self::MultipleMatches => (412, OperationOutcome::multiple_matches()),
             Self::InEntry { index, error } => {
                 let (status, outcome) = error.fhir_outcome()?;

@@ -17,6 +17,7 @@ pub mod fhir_rest;
 pub mod grants;
 pub mod keys;
 pub mod login;
+pub mod mfa;
 pub mod password;
 pub mod password_reset;
 pub mod patient_registration;

@@ -18,6 +18,7 @@ use tracing::{info, instrument, warn};
 use crate::Services;
 use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
+use crate::mfa::MfaPrompt;
 use crate::password::Verification;
 use crate::pkce;
 use crate::random::{is_uuid, secret_hex, sha256_hex, uuid_v4};
@@ -53,14 +54,17 @@ pub struct MembershipChoice {
     pub profile: Reference,
 }
 
-/// Medplum's "login result": the login id plus either a code or the memberships to choose from.
-#[derive(Debug, Clone, Serialize)]
+/// Medplum's "login result": the login id plus a code, the memberships to choose from, or
+/// the MFA step still to do.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LoginResponse {
     pub login: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memberships: Option<Vec<MembershipChoice>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaPrompt>,
 }
 
 impl Serialize for Secret<String> {
@@ -185,11 +189,19 @@ impl Services {
             .create(&login, &WriteContext::system(None))
             .await?;
         info!(login_id = %login.id, user_id = %user.id, "user signed in with password");
-        self.continue_login(login).await
+        self.login_result(login).await
     }
 
-    /// Picks the next step of a fresh login: project creation, a single membership, or a choice.
-    async fn continue_login(&self, login: Login) -> ServiceResult<LoginResponse> {
+    /// Picks the next step of a login whose user is authenticated: MFA, project creation, a
+    /// single membership, or a choice.
+    pub(crate) async fn login_result(&self, login: Login) -> ServiceResult<LoginResponse> {
+        if let Some(prompt) = self.mfa_prompt(&login).await? {
+            return Ok(LoginResponse {
+                login: login.id,
+                mfa: Some(prompt),
+                ..Default::default()
+            });
+        }
         if login
             .project
             .as_ref()
@@ -200,6 +212,7 @@ impl Services {
                 login: login.id,
                 code: None,
                 memberships: None,
+                mfa: None,
             });
         }
         let memberships = self.memberships_for_login(&login).await?;
@@ -211,12 +224,14 @@ impl Services {
                     login: completed.login.id,
                     code: Some(completed.code),
                     memberships: None,
+                    mfa: None,
                 })
             }
             _ => Ok(LoginResponse {
                 login: login.id,
                 code: None,
                 memberships: Some(self.membership_choices(&memberships).await),
+                mfa: None,
             }),
         }
     }
@@ -377,19 +392,21 @@ impl Services {
 
         let mut login = login;
         login.membership = Some(membership.reference());
-        let code = self.assign_code(&mut login);
+        let code = self.assign_code(&mut login).await?;
         let login = self.update_login(&login).await?;
         info!(login_id = %login.id, membership_id = %membership.id, "login bound to membership");
         Ok(CompletedLogin { login, code })
     }
 
-    /// Gives a login a new authorization code, replacing any earlier one.
-    fn assign_code(&self, login: &mut Login) -> Secret<String> {
+    /// Gives a login a new authorization code, replacing any earlier one. Every code is
+    /// minted here, so this is where a login with MFA pending is stopped.
+    async fn assign_code(&self, login: &mut Login) -> ServiceResult<Secret<String>> {
+        self.ensure_mfa_complete(login).await?;
         let code = Secret::new(secret_hex(self.random(), 16));
         login.code_hash = Some(sha256_hex(code.expose()));
         login.code_expires_at = Some((self.now() + self.config.code_lifetime).timestamp());
         login.granted = None;
-        code
+        Ok(code)
     }
 
     /// Writes a login only if no other request changed it since it was read, and otherwise
@@ -427,6 +444,7 @@ impl Services {
             login: completed.login.id,
             code: Some(completed.code),
             memberships: None,
+            mfa: None,
         })
     }
 
@@ -454,12 +472,13 @@ impl Services {
             return Err(invalid("Invalid scope"));
         }
         login.scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
-        let code = self.assign_code(&mut login);
+        let code = self.assign_code(&mut login).await?;
         let login = self.update_login(&login).await?;
         Ok(LoginResponse {
             login: login.id,
             code: Some(code),
             memberships: None,
+            mfa: None,
         })
     }
 
@@ -476,13 +495,21 @@ impl Services {
         if login.is_revoked() {
             return Err(invalid("Login revoked"));
         }
+        if let Some(prompt) = self.mfa_prompt(&login).await? {
+            return Ok(LoginResponse {
+                login: login.id,
+                mfa: Some(prompt),
+                ..Default::default()
+            });
+        }
         if login.membership.is_some() {
-            let code = self.assign_code(&mut login);
+            let code = self.assign_code(&mut login).await?;
             let login = self.update_login(&login).await?;
             return Ok(LoginResponse {
                 login: login.id,
                 code: Some(code),
                 memberships: None,
+                mfa: None,
             });
         }
         let memberships = self.memberships_for_login(&login).await?;
@@ -490,6 +517,7 @@ impl Services {
             login: login.id,
             code: None,
             memberships: Some(self.membership_choices(&memberships).await),
+            mfa: None,
         })
     }
 

@@ -161,6 +161,7 @@ impl Services {
             login: completed.login.id,
             code: Some(completed.code),
             memberships: None,
+            mfa: None,
         })
     }
 

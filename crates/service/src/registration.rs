@@ -326,6 +326,7 @@ impl Services {
             login: completed.login.id,
             code: Some(completed.code),
             memberships: None,
+            mfa: None,
         })
     }
 

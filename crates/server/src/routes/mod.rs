@@ -1,6 +1,7 @@
 //! Routers per API family.
 
 mod admin;
+mod admin_mfa;
 mod admin_passwords;
 mod auth;
 mod fhir;
@@ -18,5 +19,6 @@ pub fn routes() -> Router<AppState> {
         .merge(oauth2::routes())
         .merge(auth::routes())
         .merge(fhir::routes())
+        .merge(admin_mfa::routes())
         .merge(admin_passwords::routes())
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod login;
+mod mfa;
 mod passwords;
 mod register;
 
@@ -26,4 +27,14 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/changepassword", post(account::change_password))
         .route("/auth/revoke", post(account::revoke))
         .route("/auth/clientinfo/{client}", get(account::client_info))
+        .route("/auth/mfa/status", get(mfa::status))
+        .route("/auth/mfa/enroll", post(mfa::enroll))
+        .route("/auth/mfa/disable", post(mfa::disable))
+        .route(
+            "/auth/mfa/send-email-challenge",
+            post(mfa::send_email_challenge),
+        )
+        .route("/auth/mfa/verify", post(mfa::verify))
+        .route("/auth/mfa/login-enroll", post(mfa::login_enroll))
+        .route("/auth/mfa/send-email", post(mfa::send_email))
 }

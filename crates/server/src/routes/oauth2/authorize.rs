@@ -5,6 +5,8 @@
 //!   sign_in (form post)             → check the password; one membership: redirect with a code,
 //!                                     several: show the chooser, bound to this browser by a cookie
 //!   choose_profile (form post)      → bind the chosen membership, redirect with a code
+//!   authorize_mfa::verify (form post) → after the password, when the user has MFA: check the
+//!                                     code (or enroll TOTP), then the chooser or the redirect
 //! Every form repeats the authorization parameters in hidden fields. Every step checks them
 //! again, so nothing the browser sends is trusted without a check.
 
@@ -24,7 +26,7 @@ use crate::extract::{ClientInfo, PageForm};
 use crate::pages::{escape, hidden, layout};
 
 /// Cookie that ties a half-finished sign-in to the browser that started it.
-const BROWSER_COOKIE: &str = "medgate-signin";
+pub(super) const BROWSER_COOKIE: &str = "medgate-signin";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuthorizeParams {
@@ -44,7 +46,7 @@ pub struct AuthorizeParams {
 }
 
 impl AuthorizeParams {
-    fn into_request(self) -> AuthorizeRequest {
+    pub(super) fn into_request(self) -> AuthorizeRequest {
         AuthorizeRequest {
             response_type: self.response_type,
             client_id: self.client_id,
@@ -85,7 +87,7 @@ async fn show_sign_in(state: &AppState, request: AuthorizeRequest) -> Response {
     }
 }
 
-fn authorize_error(error: AuthorizeError) -> Response {
+pub(super) fn authorize_error(error: AuthorizeError) -> Response {
     match error {
         AuthorizeError::Page(message) => (
             StatusCode::BAD_REQUEST,
@@ -111,7 +113,7 @@ fn authorize_error(error: AuthorizeError) -> Response {
 }
 
 /// Renders the authorization parameters as hidden fields, so the next step can check them again.
-fn carried_fields(valid: &ValidAuthorizeRequest) -> String {
+pub(super) fn carried_fields(valid: &ValidAuthorizeRequest) -> String {
     let mut fields = vec![
         hidden("response_type", "code"),
         hidden("client_id", &valid.client.id),
@@ -166,7 +168,7 @@ fn sign_in_page(
     response
 }
 
-fn chooser_page(
+pub(super) fn chooser_page(
     state: &AppState,
     valid: &ValidAuthorizeRequest,
     login_id: &str,
@@ -196,20 +198,34 @@ fn chooser_page(
     )
 }
 
-fn no_store(response: &mut Response) {
+pub(super) fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// 302 to the client with the code, as RFC 6749 §4.1.2 describes.
-fn redirect_with_code(valid: &ValidAuthorizeRequest, code: &Secret<String>) -> Response {
+pub(super) fn redirect_with_code(valid: &ValidAuthorizeRequest, code: &Secret<String>) -> Response {
     let mut params = vec![("code", code.expose().as_str())];
     if let Some(state) = valid.state.as_deref() {
         params.push(("state", state));
     }
     let mut response = Redirect::to(&redirect_with(&valid.redirect_uri, &params)).into_response();
     no_store(&mut response);
+    response
+}
+
+/// Redirects with the code of a sign-in that needed the browser cookie, and clears the
+/// cookie, which is of no further use.
+pub(super) fn finish_browser_sign_in(
+    valid: &ValidAuthorizeRequest,
+    code: &Secret<String>,
+) -> Response {
+    let mut response = redirect_with_code(valid, code);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("medgate-signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
     response
 }
 
@@ -261,12 +277,19 @@ pub async fn sign_in(
     if let Some(code) = &response.code {
         return redirect_with_code(&valid, code);
     }
-    let choices = response.memberships.unwrap_or_default();
     let secret = match state.services.bind_login_to_browser(&response.login).await {
         Ok(secret) => secret,
         Err(error) => return PageError(error).into_response(),
     };
-    let mut page = chooser_page(&state, &valid, &response.login, &choices).into_response();
+    let mut page = match &response.mfa {
+        Some(prompt) => {
+            super::authorize_mfa::mfa_page(&state, &valid, &response.login, prompt, None)
+        }
+        None => {
+            let choices = response.memberships.unwrap_or_default();
+            chooser_page(&state, &valid, &response.login, &choices).into_response()
+        }
+    };
     let secure = if state.services.config.base_url.starts_with("https://") {
         "; Secure"
     } else {
@@ -293,7 +316,7 @@ pub struct ProfileForm {
     membership: String,
 }
 
-fn browser_secret(headers: &HeaderMap) -> Option<Secret<String>> {
+pub(super) fn browser_secret(headers: &HeaderMap) -> Option<Secret<String>> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -323,17 +346,7 @@ pub async fn choose_profile(
         .choose_profile_in_browser(&valid, &form.login, &form.membership, secret.as_ref())
         .await
     {
-        Ok(code) => {
-            let mut response = redirect_with_code(&valid, &code);
-            // The sign-in is complete; the browser no longer needs its binding cookie.
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                HeaderValue::from_static(
-                    "medgate-signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-                ),
-            );
-            response
-        }
+        Ok(code) => finish_browser_sign_in(&valid, &code),
         Err(error) => PageError(error).into_response(),
     }
 }

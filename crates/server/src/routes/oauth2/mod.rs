@@ -1,6 +1,7 @@
 //! OAuth 2.0 and OpenID Connect endpoints under `/oauth2`.
 
 mod authorize;
+mod authorize_mfa;
 mod logout;
 mod token;
 mod userinfo;
@@ -18,6 +19,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/oauth2/authorize/login", post(authorize::sign_in))
         .route("/oauth2/authorize/profile", post(authorize::choose_profile))
+        .route("/oauth2/authorize/mfa", post(authorize_mfa::verify))
         .route("/oauth2/token", post(token::token))
         .route(
             "/oauth2/userinfo",

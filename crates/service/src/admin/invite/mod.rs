@@ -292,12 +292,9 @@ impl Services {
             Some(password) => Some(self.passwords.hash(password).await?),
             None => None,
         };
-        let mut extra = Map::new();
-        if invite.request.mfa_required == Some(true) {
-            // NOTE: Medplum also generates `mfaSecret` here. medgate leaves it to the TOTP
-            // enrollment, which creates the secret when the user first enrolls.
-            extra.insert("mfaRequired".to_string(), Value::Bool(true));
-        }
+        // Medplum also generates `mfaSecret` here. medgate creates the secret when the user
+        // is first asked to enroll, at sign-in or from `/auth/mfa/status`.
+        let mfa_required = invite.request.mfa_required.filter(|required| *required);
         Ok(User {
             id: uuid_v4(self.random()),
             first_name: Some(invite.first_name.clone()),
@@ -306,7 +303,7 @@ impl Services {
             email_verified: invite.email.as_ref().map(|_| false),
             password_hash,
             project: invite.project_scoped.then(|| project.reference()),
-            extra,
+            mfa_required,
             ..Default::default()
         })
     }
