@@ -92,6 +92,15 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
         .check()
         .map_err(|error| anyhow::anyhow!("invalid email settings: {error}"))?;
     config.mfa_authenticator_window = settings.mfa_authenticator_window;
+    if let Some(app_base_url) = &settings.app_base_url {
+        config.app_base_url = format!("{}/", app_base_url.trim_end_matches('/'));
+    }
+    config.register_enabled = settings.register_enabled;
+    config.recaptcha.site_key = settings.recaptcha_site_key.clone();
+    config.recaptcha.secret_key = settings.recaptcha_secret_key.clone();
+    if let Some(url) = &settings.recaptcha_verify_url {
+        config.recaptcha.verify_url = url.clone();
+    }
     Ok(Services::new(
         config,
         store,

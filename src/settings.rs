@@ -111,6 +111,35 @@ pub struct SettingsArgs {
     /// `mfaAuthenticatorWindow`)
     #[arg(long, env = "MEDGATE_MFA_AUTHENTICATOR_WINDOW", global = true)]
     pub mfa_authenticator_window: Option<u32>,
+    /// Base URL of the web app whose set-password page the emailed links open
+    /// [default: the base URL] (config key `appBaseUrl`)
+    #[arg(long, env = "MEDGATE_APP_BASE_URL", global = true)]
+    pub app_base_url: Option<String>,
+
+    /// Allow self-registration with POST /auth/newuser and /auth/newpatient
+    /// [default: true] (config key `registerEnabled`)
+    #[arg(long, env = "MEDGATE_REGISTER_ENABLED", global = true)]
+    pub register_enabled: Option<bool>,
+
+    /// The server's reCAPTCHA site key (config key `recaptchaSiteKey`)
+    #[arg(long, env = "MEDGATE_RECAPTCHA_SITE_KEY", global = true)]
+    pub recaptcha_site_key: Option<String>,
+
+    /// The server's reCAPTCHA secret key; without it the server's own site key needs no
+    /// reCAPTCHA. Prefer the environment variable or the config file, because command lines
+    /// are visible to other users (config key `recaptchaSecretKey`)
+    #[arg(
+        long,
+        env = "MEDGATE_RECAPTCHA_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub recaptcha_secret_key: Option<Secret<String>>,
+
+    /// The reCAPTCHA siteverify URL
+    /// [default: https://www.google.com/recaptcha/api/siteverify] (config key `recaptchaVerifyUrl`)
+    #[arg(long, env = "MEDGATE_RECAPTCHA_VERIFY_URL", global = true)]
+    pub recaptcha_verify_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +161,11 @@ struct FileSettings {
     support_email: Option<String>,
     allow_project_smtp: Option<bool>,
     mfa_authenticator_window: Option<u32>,
+    app_base_url: Option<String>,
+    register_enabled: Option<bool>,
+    recaptcha_site_key: Option<String>,
+    recaptcha_secret_key: Option<Secret<String>>,
+    recaptcha_verify_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -150,6 +184,13 @@ pub struct Settings {
     pub support_email: Option<String>,
     pub allow_project_smtp: bool,
     pub mfa_authenticator_window: u32,
+    /// `None` means the base URL.
+    pub app_base_url: Option<String>,
+    pub register_enabled: bool,
+    pub recaptcha_site_key: Option<String>,
+    pub recaptcha_secret_key: Option<Secret<String>>,
+    /// `None` means Google's siteverify endpoint.
+    pub recaptcha_verify_url: Option<String>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -231,6 +272,14 @@ impl SettingsArgs {
                 .mfa_authenticator_window
                 .or(file.mfa_authenticator_window)
                 .unwrap_or(1),
+            app_base_url: self.app_base_url.or(file.app_base_url),
+            register_enabled: self
+                .register_enabled
+                .or(file.register_enabled)
+                .unwrap_or(true),
+            recaptcha_site_key: self.recaptcha_site_key.or(file.recaptcha_site_key),
+            recaptcha_secret_key: self.recaptcha_secret_key.or(file.recaptcha_secret_key),
+            recaptcha_verify_url: self.recaptcha_verify_url.or(file.recaptcha_verify_url),
         })
     }
 }
@@ -338,6 +387,42 @@ mod tests {
         std::fs::write(&file, r#"{"mfaAuthenticatorWindow": 0}"#).unwrap();
         let settings = resolve(&["--config", file.to_str().unwrap()]).unwrap();
         assert_eq!(settings.mfa_authenticator_window, 0);
+    }
+
+    #[test]
+    fn registration_and_recaptcha_keys() {
+        let settings = resolve(&[]).unwrap();
+        assert!(settings.register_enabled);
+        assert!(settings.recaptcha_secret_key.is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(
+            &file,
+            r#"{"registerEnabled": false, "appBaseUrl": "https://app.example.com/",
+                "recaptchaSiteKey": "site", "recaptchaSecretKey": "secret",
+                "recaptchaVerifyUrl": "http://127.0.0.1:9/siteverify"}"#,
+        )
+        .unwrap();
+        let settings = resolve(&["--config", file.to_str().unwrap()]).unwrap();
+        assert!(!settings.register_enabled);
+        assert_eq!(
+            settings.app_base_url.as_deref(),
+            Some("https://app.example.com/")
+        );
+        assert_eq!(settings.recaptcha_site_key.as_deref(), Some("site"));
+        assert_eq!(
+            settings
+                .recaptcha_secret_key
+                .as_ref()
+                .map(|key| key.expose().as_str()),
+            Some("secret")
+        );
+        assert!(!format!("{settings:?}").contains("\"secret\""));
+        assert_eq!(
+            settings.recaptcha_verify_url.as_deref(),
+            Some("http://127.0.0.1:9/siteverify")
+        );
     }
 
     #[test]

@@ -310,6 +310,41 @@ impl Login {
     }
 }
 
+/// A one-time request sent to a user by email: set a password for an invite
+/// (`type: invite`), reset it (`reset`) or confirm the email address (`verify-email`).
+/// Medplum stores the secret of the link in `secret`. medgate stores only its SHA-256 in
+/// `secretHash`, but still accepts a clear `secret` on requests imported from Medplum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSecurityRequest {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(rename = "type")]
+    pub request_type: String,
+    pub user: Reference,
+    /// SHA-256 of the secret in the link, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    /// FHIR instant after which the link no longer works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+typed_resource!(UserSecurityRequest);
+
+impl UserSecurityRequest {
+    pub fn is_used(&self) -> bool {
+        self.used == Some(true)
+    }
+}
+
 /// A server signing key. The private key is PKCS#8 DER, base64; `JsonWebKey` resources are
 /// readable by super admins only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

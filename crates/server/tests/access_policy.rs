@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Member, TestServer};
+use common::{Member, TestServer, seed};
 use medgate_fhir::resources::{ClientApplication, Project, ProjectMembership, User};
 use medgate_fhir::{Reference, resources::TypedResource};
 use medgate_service::Secret;
@@ -343,23 +343,6 @@ impl World {
             }
         }
     }
-}
-
-/// Writes a resource straight into the store, as the system, and returns it.
-async fn seed(server: &TestServer, project_id: &str, resource: Value) -> Value {
-    let resource = server
-        .services
-        .repo
-        .prepare_create(resource, &WriteContext::system(Some(project_id)))
-        .unwrap();
-    server
-        .services
-        .repo
-        .store
-        .write(vec![medgate_store::WriteOp::Create(resource.clone())])
-        .await
-        .unwrap();
-    resource
 }
 
 /// Creates a server-scoped user with a membership in `project_id` for the given profile;

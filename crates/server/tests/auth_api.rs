@@ -4,68 +4,17 @@
 
 mod common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, CHALLENGE, TestServer, VERIFIER, claims};
+use common::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, CHALLENGE, TestServer, as_str, assert_all_ok, assert_bad_request,
+    claims, get_with_token, new_user_body, open_project, post, post_with_token, redeem, send, text,
+};
 use medgate_fhir::resources::{ClientApplication, Project, ProjectMembership, User};
 use medgate_fhir::search::SearchRequest;
 use medgate_service::repo::WriteContext;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-const PASSWORD: &str = "amber-Falcon-62-meadow";
+const PASSWORD: &str = common::NEW_USER_PASSWORD;
 const NEW_PASSWORD: &str = "copper-Willow-18-harbor";
-
-/// Sends a request with an optional bearer token and an optional JSON body, which goes out
-/// as `application/fhir+json` like `@medplum/core` sends it. Returns the status and the body.
-async fn send(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(server, reqwest::Method::POST, path, None, Some(body)).await
-}
-
-async fn post_with_token(
-    server: &TestServer,
-    path: &str,
-    token: &str,
-    body: Value,
-) -> (u16, Value) {
-    send(server, reqwest::Method::POST, path, Some(token), Some(body)).await
-}
-
-async fn get_with_token(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    send(server, reqwest::Method::GET, path, Some(token), None).await
-}
-
-fn text(body: &Value) -> &str {
-    body["issue"][0]["details"]["text"]
-        .as_str()
-        .unwrap_or_default()
-}
-
-fn expression(body: &Value) -> &str {
-    body["issue"][0]["expression"][0]
-        .as_str()
-        .unwrap_or_default()
-}
 
 fn keys(body: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = body
@@ -74,62 +23,6 @@ fn keys(body: &Value) -> Vec<&str> {
         .unwrap_or_default();
     keys.sort_unstable();
     keys
-}
-
-fn assert_all_ok(status: u16, body: &Value) {
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
-    assert_eq!(body["id"], "ok", "{body}");
-    assert_eq!(text(body), "All OK", "{body}");
-}
-
-fn assert_bad_request(status: u16, body: &Value, message: &str, field: Option<&str>) {
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
-    assert_eq!(text(body), message, "{body}");
-    if let Some(field) = field {
-        assert_eq!(expression(body), field, "{body}");
-    }
-}
-
-fn as_str(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-        .to_string()
-}
-
-/// Builds the body of a valid `/auth/newuser` request with an S256 challenge, plus `extra`.
-fn new_user_body(email: &str, extra: Value) -> Value {
-    let mut body = json!({
-        "firstName": "Alice",
-        "lastName": "Smith",
-        "email": email,
-        "password": PASSWORD,
-        "codeChallenge": CHALLENGE,
-        "codeChallengeMethod": "S256",
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        for (key, value) in extra {
-            body.insert(key.clone(), value.clone());
-        }
-    }
-    body
-}
-
-async fn redeem(server: &TestServer, code: &str) -> (u16, Value) {
-    let response = server
-        .post_form(
-            "oauth2/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 /// A user registered through the API, owner of a project created through the API.
@@ -190,27 +83,6 @@ async fn sign_in(server: &TestServer, email: &str, password: &str, scope: &str) 
     let (status, tokens) = redeem(server, &as_str(&body["code"])).await;
     assert_eq!(status, 200, "code redemption failed: {tokens}");
     tokens
-}
-
-/// Creates a project that allows open registration, which registration into a project needs.
-async fn open_project(server: &TestServer) -> String {
-    let mut extra = Map::new();
-    extra.insert(
-        "defaultPatientAccessPolicy".to_string(),
-        json!({"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}),
-    );
-    let project = Project {
-        name: Some("Open Clinic".to_string()),
-        extra,
-        ..Default::default()
-    };
-    server
-        .services
-        .repo
-        .create(&project, &WriteContext::system(None))
-        .await
-        .unwrap()
-        .id
 }
 
 /// Lists the names of every project on the server.

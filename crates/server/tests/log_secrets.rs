@@ -111,6 +111,31 @@ async fn secrets_never_reach_logs() {
         )
         .await;
 
+    // A reset link: its secret and the new password, and a wrong secret.
+    server
+        .post_json("auth/resetpassword", json!({"email": member.email}))
+        .await;
+    let email = common::queued_emails(&server).await.remove(0);
+    let link = email.values["link"].clone();
+    let (id, reset_secret) = link.rsplit_once('/').unwrap();
+    let id = id.rsplit('/').next().unwrap().to_string();
+    let new_password = "copper-Willow-18-harbor";
+    secrets.push(reset_secret.to_string());
+    secrets.push(new_password.to_string());
+    server
+        .post_json(
+            "auth/setpassword",
+            json!({"id": id, "secret": "0".repeat(64), "password": new_password}),
+        )
+        .await;
+    let response = server
+        .post_json(
+            "auth/setpassword",
+            json!({"id": id, "secret": reset_secret, "password": new_password}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "the reset link works");
+
     // The authorization code also travels in a redirect's query string.
     server
         .http

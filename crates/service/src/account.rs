@@ -5,7 +5,7 @@
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{ClientApplication, Login, TypedResource, User};
 use medgate_fhir::search::{MAX_COUNT, SearchRequest};
-use medgate_store::StoreError;
+use medgate_store::{StoreError, WriteOp};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
@@ -307,17 +307,9 @@ impl Services {
         let new_hash = self.passwords.hash(new_password).await?;
         for _ in 0..PASSWORD_CHANGE_ATTEMPTS {
             user.password_hash = Some(new_hash.clone());
-            let system = WriteContext::system(None);
-            let mut batch = vec![self.repo.prepare_update(user.to_json(), &system)?];
-            let mut revoked = 0;
-            for mut login in self.logins_of_user(&auth.login.user).await? {
-                if login.is_revoked() || login.id == auth.login.id {
-                    continue;
-                }
-                login.revoked = Some(true);
-                batch.push(self.repo.prepare_update(login.to_json(), &system)?);
-                revoked += 1;
-            }
+            let (batch, revoked) = self
+                .password_update_batch(&user, Some(&auth.login.id))
+                .await?;
             match self.repo.store.write(batch).await {
                 Ok(()) => {
                     info!(
@@ -352,6 +344,29 @@ impl Services {
             "password change for user {} failed: {PASSWORD_CHANGE_ATTEMPTS} attempts conflicted with other writes",
             user.id
         )))
+    }
+
+    /// Builds the writes that store `user` (with its new password hash) and revoke every
+    /// login of the user except `keep_login`, and counts the revoked logins. Each write
+    /// expects the version it read, so the batch fails with [`StoreError::VersionConflict`]
+    /// when another request changed one of them first.
+    pub(crate) async fn password_update_batch(
+        &self,
+        user: &User,
+        keep_login: Option<&str>,
+    ) -> ServiceResult<(Vec<WriteOp>, usize)> {
+        let system = WriteContext::system(None);
+        let mut batch = vec![self.repo.prepare_update(user.to_json(), &system)?];
+        let mut revoked = 0;
+        for mut login in self.logins_of_user(&user.reference()).await? {
+            if login.is_revoked() || Some(login.id.as_str()) == keep_login {
+                continue;
+            }
+            login.revoked = Some(true);
+            batch.push(self.repo.prepare_update(login.to_json(), &system)?);
+            revoked += 1;
+        }
+        Ok((batch, revoked))
     }
 
     /// Revokes one of the caller's own logins (`POST /auth/revoke`). Another user's login

@@ -4,6 +4,7 @@ use chrono::Duration;
 
 use crate::access::IpNet;
 use crate::email::config::EmailConfig;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -37,6 +38,32 @@ pub struct ServiceConfig {
     pub mfa_login_lifetime: Duration,
     /// How long an emailed MFA code is valid (Medplum: 20 minutes).
     pub mfa_email_code_lifetime: Duration,
+    /// Base URL of the web app that hosts the set-password page, with a trailing slash. The
+    /// links in emails point there (Medplum's `appBaseUrl`).
+    pub app_base_url: String,
+    /// `false` refuses `POST /auth/newuser` (Medplum's `registerEnabled`).
+    pub register_enabled: bool,
+    /// reCAPTCHA checks for registration and password reset. Without a secret key the server's
+    /// own site key needs no check, as in Medplum, but project site keys are always checked.
+    pub recaptcha: RecaptchaConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecaptchaConfig {
+    pub site_key: Option<String>,
+    pub secret_key: Option<Secret<String>>,
+    /// Google's siteverify endpoint by default; tests point it at a local verifier.
+    pub verify_url: String,
+}
+
+impl Default for RecaptchaConfig {
+    fn default() -> Self {
+        Self {
+            site_key: None,
+            secret_key: None,
+            verify_url: "https://www.google.com/recaptcha/api/siteverify".to_string(),
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -48,7 +75,7 @@ impl ServiceConfig {
         };
         Self {
             issuer: base_url.clone(),
-            base_url,
+            base_url: base_url.clone(),
             require_pkce_s256: false,
             code_lifetime: Duration::minutes(5),
             refresh_grace: Duration::seconds(10),
@@ -63,6 +90,9 @@ impl ServiceConfig {
             mfa_max_attempts: 5,
             mfa_login_lifetime: Duration::hours(1),
             mfa_email_code_lifetime: Duration::minutes(20),
+            app_base_url: base_url.clone(),
+            register_enabled: true,
+            recaptcha: RecaptchaConfig::default(),
         }
     }
 

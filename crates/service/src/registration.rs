@@ -18,14 +18,18 @@ use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
 use crate::login::{LoginResponse, is_valid_email};
 use crate::password::check_new_password;
+use crate::patient_registration::default_patient_access;
 use crate::random::{is_uuid, uuid_v4};
+use crate::recaptcha::{RecaptchaCheck, RecaptchaPurpose};
 use crate::repo::WriteContext;
 use crate::secret::Secret;
 use crate::tokens::sign_in_scope;
 
-/// Medplum's registration request (`POST /auth/newuser`), without the reCAPTCHA fields.
+/// Medplum's registration request (`POST /auth/newuser`).
 #[derive(Debug, Clone, Default)]
 pub struct NewUserRequest {
+    pub recaptcha_token: Option<String>,
+    pub recaptcha_site_key: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub email: String,
@@ -86,6 +90,21 @@ impl Services {
     /// the caller continues with `POST /auth/newproject`.
     #[instrument(skip_all, fields(client_id = request.client_id.as_deref().unwrap_or_default()))]
     pub async fn register_user(&self, request: NewUserRequest) -> ServiceResult<NewUserResponse> {
+        // registration switch: Medplum's `registerEnabled: false` turns sign-up off.
+        if !self.config.register_enabled {
+            return Err(ServiceError::invalid("Registration is disabled"));
+        }
+
+        // reCAPTCHA: the server's or the project site's key, when one is configured.
+        self.check_recaptcha(RecaptchaCheck {
+            purpose: RecaptchaPurpose::Registration,
+            site_key: request.recaptcha_site_key.as_deref(),
+            token: request.recaptcha_token.as_deref(),
+            project_id: request.project_id.as_deref(),
+            remote_address: request.remote_address.as_deref(),
+        })
+        .await?;
+
         let first_name = request.first_name.trim();
         let last_name = request.last_name.trim();
         let email = request.email.trim().to_lowercase();
@@ -262,15 +281,7 @@ impl Services {
         // login state: checked before anything is written, so a refused request creates
         // no project.
         let mut login = self.read_login(login_id).await?;
-        if login.membership.is_some() {
-            return Err(ServiceError::invalid("Login already has a membership"));
-        }
-        if login.is_revoked() {
-            return Err(ServiceError::invalid("Login revoked"));
-        }
-        if login.is_granted() {
-            return Err(ServiceError::invalid("Login granted"));
-        }
+        check_login_without_membership(&login)?;
 
         // project restriction: a login started for one project (through its client, for
         // example) cannot become a session in another.
@@ -297,14 +308,7 @@ impl Services {
             ));
         }
 
-        // MFA: the response contains a code, so an enrolled user must have passed MFA first.
-        // Medplum requires MFA for password sign-ins only.
-        if user.mfa_enrolled == Some(true)
-            && login.auth_method == "password"
-            && login.mfa_verified != Some(true)
-        {
-            return Err(ServiceError::invalid("MFA verification required"));
-        }
+        self.check_mfa_satisfied(&user, &login)?;
 
         let created = self.prepare_project(project_name, &user)?;
         self.repo.store.write(created.writes).await?;
@@ -326,6 +330,19 @@ impl Services {
         })
     }
 
+    /// Refuses a login that still has to pass MFA: the response contains a code, so an
+    /// enrolled user must have passed MFA first. Medplum requires MFA for password sign-ins
+    /// only.
+    pub(crate) fn check_mfa_satisfied(&self, user: &User, login: &Login) -> ServiceResult<()> {
+        if user.mfa_enrolled == Some(true)
+            && login.auth_method == "password"
+            && login.mfa_verified != Some(true)
+        {
+            return Err(ServiceError::invalid("MFA verification required"));
+        }
+        Ok(())
+    }
+
     /// Registration into an existing project needs the project's consent, which Medplum
     /// expresses as a default patient access policy. Without this check anyone could create
     /// accounts inside any project whose id they know.
@@ -340,7 +357,7 @@ impl Services {
             }
             Err(error) => return Err(error),
         };
-        if !project.extra.contains_key("defaultPatientAccessPolicy") {
+        if default_patient_access(&project).is_none() {
             return Err(ServiceError::invalid(
                 "Project does not allow open registration",
             ));
@@ -465,7 +482,23 @@ fn resolve_registration(
     }
 }
 
-fn full_name(user: &User) -> String {
+/// Checks that a login can still get its first membership: none yet, not revoked and not
+/// redeemed, with Medplum's messages.
+pub(crate) fn check_login_without_membership(login: &Login) -> ServiceResult<()> {
+    if login.membership.is_some() {
+        return Err(ServiceError::invalid("Login already has a membership"));
+    }
+    if login.is_revoked() {
+        return Err(ServiceError::invalid("Login revoked"));
+    }
+    if login.is_granted() {
+        return Err(ServiceError::invalid("Login granted"));
+    }
+    Ok(())
+}
+
+/// Joins the user's first and last name, skipping empty parts.
+pub(crate) fn full_name(user: &User) -> String {
     [user.first_name.as_deref(), user.last_name.as_deref()]
         .into_iter()
         .flatten()
@@ -476,6 +509,17 @@ fn full_name(user: &User) -> String {
 
 /// Builds the owner's Practitioner profile from the User's name and email, as Medplum does.
 fn practitioner_for(id: &str, user: &User) -> Value {
+    profile_for("Practitioner", id, user, Some("work"))
+}
+
+/// Builds a profile resource (Practitioner, Patient, …) named like the user, with the user's
+/// email as an email `telecom` of the given `use`.
+pub(crate) fn profile_for(
+    resource_type: &str,
+    id: &str,
+    user: &User,
+    email_use: Option<&str>,
+) -> Value {
     let mut name = Map::new();
     if let Some(first_name) = user.first_name.as_deref().filter(|text| !text.is_empty()) {
         name.insert("given".to_string(), json!([first_name]));
@@ -483,14 +527,18 @@ fn practitioner_for(id: &str, user: &User) -> Value {
     if let Some(last_name) = user.last_name.as_deref().filter(|text| !text.is_empty()) {
         name.insert("family".to_string(), json!(last_name));
     }
-    let mut practitioner = json!({"resourceType": "Practitioner", "id": id});
+    let mut profile = json!({"resourceType": resource_type, "id": id});
     if !name.is_empty() {
-        practitioner["name"] = json!([name]);
+        profile["name"] = json!([name]);
     }
     if let Some(email) = &user.email {
-        practitioner["telecom"] = json!([{"system": "email", "use": "work", "value": email}]);
+        let mut telecom = json!({"system": "email", "value": email});
+        if let Some(email_use) = email_use {
+            telecom["use"] = json!(email_use);
+        }
+        profile["telecom"] = json!([telecom]);
     }
-    practitioner
+    profile
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_mfa;
+mod admin_passwords;
 mod auth;
 mod fhir;
 mod oauth2;
@@ -19,4 +20,5 @@ pub fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(fhir::routes())
         .merge(admin_mfa::routes())
+        .merge(admin_passwords::routes())
 }

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use medgate_fhir::resources::ClientApplication;
+use medgate_fhir::resources::{ClientApplication, Project};
 use medgate_server::AppState;
 use medgate_service::clock::ManualClock;
 use medgate_service::random::OsRandom;
 use medgate_service::repo::WriteContext;
 use medgate_service::{Secret, ServiceConfig, Services};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -334,4 +334,189 @@ impl TestServer {
         assert_eq!(response.status(), 200, "code redemption failed");
         response.json().await.unwrap()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests and OperationOutcome checks shared by the API tests
+
+/// Sends a request with an optional bearer token and an optional JSON body, which goes out
+/// as `application/fhir+json` like `@medplum/core` sends it. Returns the status and the body.
+pub async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.http.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    send(server, reqwest::Method::POST, path, None, Some(body)).await
+}
+
+pub async fn post_with_token(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    send(server, reqwest::Method::POST, path, Some(token), Some(body)).await
+}
+
+pub async fn get_with_token(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    send(server, reqwest::Method::GET, path, Some(token), None).await
+}
+
+pub fn text(body: &Value) -> &str {
+    body["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+pub fn expression(body: &Value) -> &str {
+    body["issue"][0]["expression"][0]
+        .as_str()
+        .unwrap_or_default()
+}
+
+pub fn assert_all_ok(status: u16, body: &Value) {
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["id"], "ok", "{body}");
+    assert_eq!(text(body), "All OK", "{body}");
+}
+
+pub fn assert_bad_request(status: u16, body: &Value, message: &str, field: Option<&str>) {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(text(body), message, "{body}");
+    if let Some(field) = field {
+        assert_eq!(expression(body), field, "{body}");
+    }
+}
+
+pub fn as_str(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_string()
+}
+
+pub async fn redeem(server: &TestServer, code: &str) -> (u16, Value) {
+    let response = server
+        .post_form(
+            "oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Claims every queued email (so each is returned once) and decodes its request.
+pub async fn queued_emails(server: &TestServer) -> Vec<medgate_service::email::EmailRequest> {
+    use medgate_service::clock::Clock;
+
+    let now = server.clock.now();
+    let messages = server
+        .services
+        .repo
+        .store
+        .claim_outbox(
+            medgate_service::email::OUTBOX_KIND,
+            now,
+            now + chrono::Duration::minutes(5),
+            100,
+        )
+        .await
+        .unwrap();
+    messages
+        .into_iter()
+        .map(|message| serde_json::from_value(message.payload).unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration
+
+/// The password of users registered by [`new_user_body`].
+pub const NEW_USER_PASSWORD: &str = "amber-Falcon-62-meadow";
+
+/// Builds the body of a valid `/auth/newuser` request with an S256 challenge, plus `extra`.
+pub fn new_user_body(email: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "firstName": "Alice",
+        "lastName": "Smith",
+        "email": email,
+        "password": NEW_USER_PASSWORD,
+        "codeChallenge": CHALLENGE,
+        "codeChallengeMethod": "S256",
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    body
+}
+
+/// Creates a project that allows open registration, which registration into a project needs.
+pub async fn open_project(server: &TestServer) -> String {
+    project_with(
+        server,
+        json!({"defaultPatientAccessPolicy":
+            {"reference": "AccessPolicy/00000000-0000-4000-8000-000000000001"}}),
+    )
+    .await
+}
+
+/// Creates a project with the given extra fields and returns its id.
+pub async fn project_with(server: &TestServer, fields: Value) -> String {
+    let project = Project {
+        name: Some("Clinic".to_string()),
+        extra: fields.as_object().cloned().unwrap_or_else(Map::new),
+        ..Default::default()
+    };
+    server
+        .services
+        .repo
+        .create(&project, &WriteContext::system(None))
+        .await
+        .unwrap()
+        .id
+}
+
+/// Writes a resource straight into the store, as the system, and returns it.
+pub async fn seed(server: &TestServer, project_id: &str, resource: Value) -> Value {
+    let resource = server
+        .services
+        .repo
+        .prepare_create(resource, &WriteContext::system(Some(project_id)))
+        .unwrap();
+    server
+        .services
+        .repo
+        .store
+        .write(vec![medgate_store::WriteOp::Create(resource.clone())])
+        .await
+        .unwrap();
+    resource
 }

@@ -11,20 +11,15 @@ pub mod members;
 pub mod project_init;
 pub mod update_email;
 
-use chrono::Duration;
-use medgate_fhir::resources::{Project, TypedResource, User};
+use medgate_fhir::resources::Project;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tracing::info;
 
 use crate::Services;
-use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fhir_rest::FhirCaller;
 use crate::random::is_uuid;
-use crate::random::{secret_hex, sha256_hex};
-use crate::repo::WriteContext;
-use crate::secret::Secret;
 use crate::session::AuthContext;
 
 /// `Project` fields that `POST …/settings`, `…/secrets` and `…/sites` replace.
@@ -119,35 +114,6 @@ impl Services {
             .await?;
         info!(project_id = %project.id, field = list.field(), "replaced a project list");
         Ok(updated)
-    }
-}
-
-impl Services {
-    /// Builds a `UserSecurityRequest` (`invite`, `reset` or `verify-email`) and the link
-    /// that redeems it, `<baseUrl><page>/<id>/<secret>`. The secret is stored only as its
-    /// SHA-256 hash, so the link is the only copy.
-    pub(crate) fn prepare_security_request(
-        &self,
-        request_type: &str,
-        user: &User,
-        project_id: Option<&str>,
-        lifetime: Duration,
-        page: &str,
-    ) -> ServiceResult<(Value, Secret<String>)> {
-        let secret = Secret::new(secret_hex(self.random(), 32));
-        let request = json!({
-            "resourceType": "UserSecurityRequest",
-            "type": request_type,
-            "user": user.reference(),
-            "secretHash": sha256_hex(secret.expose()),
-            "expiresAt": fhir_instant(self.now() + lifetime),
-        });
-        let request = self
-            .repo
-            .prepare_create(request, &WriteContext::system(project_id))?;
-        let id = request["id"].as_str().unwrap_or_default();
-        let link = self.config.url(&format!("{page}/{id}/{}", secret.expose()));
-        Ok((request, Secret::new(link)))
     }
 }
 

@@ -17,9 +17,7 @@ use crate::fhir_rest::FhirCaller;
 use crate::login::is_valid_email;
 use crate::random::is_uuid;
 use crate::repo::WriteContext;
-
-/// How long the link that verifies a new address works, the same window as Medplum's.
-const VERIFY_EMAIL_LIFETIME: chrono::Duration = chrono::Duration::days(7);
+use crate::security_request::SecurityRequestType;
 
 /// The parameters of `$update-email`.
 struct UpdateEmail {
@@ -164,14 +162,14 @@ impl Services {
             let project_id = user_project
                 .as_deref()
                 .and_then(|project| project.strip_prefix("Project/"));
-            let (request, link) = self.prepare_security_request(
-                "verify-email",
+            let prepared = self.prepare_security_request(
+                SecurityRequestType::VerifyEmail,
                 &user,
                 project_id,
-                VERIFY_EMAIL_LIFETIME,
-                "verifyemail",
+                None,
             )?;
-            writes.push(WriteOp::Create(request));
+            writes.push(prepared.write);
+            let link = prepared.link;
             let name = [user.first_name.as_deref(), user.last_name.as_deref()]
                 .into_iter()
                 .flatten()

@@ -3,6 +3,7 @@
 mod account;
 mod login;
 mod mfa;
+mod passwords;
 mod register;
 
 use axum::Router;
@@ -18,6 +19,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/scope", post(login::scope))
         .route("/auth/newuser", post(register::new_user))
         .route("/auth/newproject", post(register::new_project))
+        .route("/auth/newpatient", post(register::new_patient))
+        .route("/auth/resetpassword", post(passwords::reset_password))
+        .route("/auth/setpassword", post(passwords::set_password))
+        .route("/auth/verifyemail", post(passwords::verify_email))
         .route("/auth/me", get(account::me))
         .route("/auth/changepassword", post(account::change_password))
         .route("/auth/revoke", post(account::revoke))

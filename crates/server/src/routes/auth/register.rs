@@ -1,4 +1,5 @@
-//! `POST /auth/newuser` and `POST /auth/newproject`: self-service registration.
+//! `POST /auth/newuser`, `POST /auth/newproject` and `POST /auth/newpatient`: self-service
+//! registration.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,11 +12,12 @@ use crate::AppState;
 use crate::error::OutcomeError;
 use crate::extract::{ClientInfo, JsonBody};
 
-/// Medplum's registration body. `recaptchaToken` and `recaptchaSiteKey` are accepted and
-/// ignored because medgate does not check reCAPTCHA.
+/// Medplum's registration body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUserBody {
+    recaptcha_token: Option<String>,
+    recaptcha_site_key: Option<String>,
     first_name: Option<String>,
     last_name: Option<String>,
     email: Option<String>,
@@ -36,6 +38,8 @@ pub async fn new_user(
     JsonBody(body): JsonBody<NewUserBody>,
 ) -> Result<Json<NewUserResponse>, OutcomeError> {
     let request = NewUserRequest {
+        recaptcha_token: body.recaptcha_token,
+        recaptcha_site_key: body.recaptcha_site_key,
         first_name: body.first_name.unwrap_or_default(),
         last_name: body.last_name.unwrap_or_default(),
         email: body.email.unwrap_or_default(),
@@ -72,5 +76,23 @@ pub async fn new_project(
             .services
             .register_project(&login, &project_name)
             .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewPatientBody {
+    login: Option<String>,
+    project_id: Option<String>,
+}
+
+pub async fn new_patient(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewPatientBody>,
+) -> Result<Json<LoginResponse>, OutcomeError> {
+    let login = body.login.unwrap_or_default();
+    let project_id = body.project_id.unwrap_or_default();
+    Ok(Json(
+        state.services.register_patient(&login, &project_id).await?,
     ))
 }

@@ -13,7 +13,6 @@ use profile::InviteProfile;
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
 use medgate_fhir::Reference;
 use medgate_fhir::resources::{Project, ProjectMembership, TypedResource, User};
 use medgate_fhir::search::SearchRequest;
@@ -31,9 +30,7 @@ use crate::password::check_new_password;
 use crate::random::uuid_v4;
 use crate::repo::WriteContext;
 use crate::secret::Secret;
-
-/// How long the set-password link of an invite works, the same window as Medplum's.
-const INVITE_LIFETIME: Duration = Duration::days(7);
+use crate::security_request::SecurityRequestType;
 
 /// Medplum's `InviteRequest`, including its deprecated top-level `accessPolicy`, `access`
 /// and `admin`, which `membership` replaces.
@@ -177,15 +174,14 @@ impl Services {
         // hash and leaves the server only in the queued email.
         let set_password_url = if existing_user.is_none() {
             // The request belongs to the inviting project, so its admins can see it.
-            let (request, url) = self.prepare_security_request(
-                "invite",
+            let prepared = self.prepare_security_request(
+                SecurityRequestType::Invite,
                 &user,
                 Some(&project.id),
-                INVITE_LIFETIME,
-                "setpassword",
+                None,
             )?;
-            writes.push(WriteOp::Create(request));
-            Some(url)
+            writes.push(prepared.write);
+            Some(prepared.link)
         } else {
             None
         };
