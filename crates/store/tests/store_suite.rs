@@ -84,11 +84,19 @@ store_cases!(
     search_patient_compartment,
     search_agrees_with_matches,
     search_same_instant_creation_order,
+    attempts_lock_at_limit,
+    attempts_separate_per_account,
+    clear_attempts_resets_count,
+    concurrent_reservations_capped,
 );
 
 #[path = "store_suite/search_cases.rs"]
 mod search_cases;
 use search_cases::*;
+
+#[path = "store_suite/lockout_cases.rs"]
+mod lockout_cases;
+use lockout_cases::*;
 
 #[path = "store_suite/reindex_cases.rs"]
 mod reindex_cases;

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use medgate_store::{SearchScope, Store, StoreError, StoreResult, WriteOp};
+use medgate_store::{
+    AttemptReservation, LockoutPolicy, SearchScope, Store, StoreError, StoreResult, WriteOp,
+};
 use serde_json::Value;
 
 /// The current state of a resource written in the transaction: its new content, or `None`
@@ -174,6 +176,20 @@ impl Store for DeferredStore {
     async fn ping(&self) -> StoreResult<()> {
         self.committed.ping().await
     }
+
+    /// Counts at once: an attempt counts whether or not the transaction commits.
+    async fn reserve_attempt(
+        &self,
+        account: &str,
+        policy: &LockoutPolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<AttemptReservation> {
+        self.committed.reserve_attempt(account, policy, now).await
+    }
+
+    async fn clear_attempts(&self, account: &str) -> StoreResult<()> {
+        self.committed.clear_attempts(account).await
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +222,17 @@ mod tests {
         }
         async fn ping(&self) -> StoreResult<()> {
             Ok(())
+        }
+        async fn reserve_attempt(
+            &self,
+            _: &str,
+            _: &LockoutPolicy,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> StoreResult<AttemptReservation> {
+            panic!("no test here signs in")
+        }
+        async fn clear_attempts(&self, _: &str) -> StoreResult<()> {
+            panic!("no test here signs in")
         }
     }
 
