@@ -78,6 +78,8 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
     let mut config = ServiceConfig::new(&settings.base_url);
     config.require_pkce_s256 = settings.require_pkce_s256;
     config.trusted_proxies = settings.trusted_proxies.clone();
+    config.auth_rate_limit = settings.auth_rate_limit;
+    config.lockout = settings.lockout;
     Ok(Services::new(
         config,
         store,

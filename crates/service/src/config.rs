@@ -1,8 +1,12 @@
 //! Settings the services need, already resolved from flags, environment and file.
 
 use chrono::Duration;
+use medgate_store::LockoutPolicy;
 
 use crate::access::IpNet;
+
+/// Requests per client address per minute on `/auth/*` and `/oauth2/*` unless configured.
+pub const DEFAULT_AUTH_RATE_LIMIT: u32 = 160;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -25,6 +29,11 @@ pub struct ServiceConfig {
     /// Reverse proxies whose `X-Forwarded-For` header names the client address; a request
     /// from any other peer is attributed to the peer itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// Failed password and MFA attempts per account before it is locked, and the lock lengths.
+    pub lockout: LockoutPolicy,
+    /// Requests per client address per minute on `/auth/*` and `/oauth2/*` (Medplum's
+    /// `defaultAuthRateLimit`), or `None` for no limit.
+    pub auth_rate_limit: Option<u32>,
 }
 
 impl ServiceConfig {
@@ -46,6 +55,9 @@ impl ServiceConfig {
                 .map(usize::from)
                 .unwrap_or(2),
             trusted_proxies: Vec::new(),
+            lockout: LockoutPolicy::default(),
+            // Medplum's default in its rate-limit middleware; its configuration page says 60.
+            auth_rate_limit: Some(DEFAULT_AUTH_RATE_LIMIT),
         }
     }
 

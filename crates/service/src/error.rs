@@ -59,6 +59,13 @@ pub enum ServiceError {
     Conflict(String),
     #[error("precondition failed")]
     PreconditionFailed,
+    /// Too many requests or attempts; the caller may retry after the given number of seconds
+    /// (the HTTP `Retry-After` value of RFC 9110 §10.2.3).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// The search of a conditional create, update or delete found more than one resource.
     #[error("multiple resources found matching condition")]
     MultipleMatches,
@@ -121,6 +128,7 @@ impl ServiceError {
                 OperationOutcome::conflict("A resource with this id already exists"),
             ),
             Self::PreconditionFailed => (412, OperationOutcome::precondition_failed()),
+            Self::TooManyRequests { message, .. } => (429, OperationOutcome::throttled(message)),
             Self::MultipleMatches => (412, OperationOutcome::multiple_matches()),
             Self::InEntry { index, error } => {
                 let (status, outcome) = error.fhir_outcome()?;

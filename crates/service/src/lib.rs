@@ -14,10 +14,12 @@ pub mod error;
 pub mod fhir_rest;
 pub mod grants;
 pub mod keys;
+pub mod lockout;
 pub mod login;
 pub mod password;
 pub mod pkce;
 pub mod random;
+pub mod rate_limit;
 pub mod registration;
 pub mod repo;
 pub mod secret;
@@ -39,6 +41,7 @@ use clock::Clock;
 use keys::KeyRing;
 use password::PasswordHasher;
 use random::Random;
+use rate_limit::RateLimiter;
 use repo::Repo;
 
 /// Everything a flow needs: settings, the store behind typed access, keys and the
@@ -49,6 +52,8 @@ pub struct Services {
     pub repo: Repo,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
+    /// Requests per client address on `/auth/*` and `/oauth2/*`, counted in this process.
+    pub auth_rate_limiter: RateLimiter,
 }
 
 impl Services {
@@ -68,6 +73,7 @@ impl Services {
             },
             keys: KeyRing::default(),
             passwords,
+            auth_rate_limiter: RateLimiter::default(),
         }
     }
 

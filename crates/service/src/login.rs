@@ -127,6 +127,19 @@ impl Services {
         let user = self
             .find_user_by_email(&email, project_id.as_deref())
             .await?;
+
+        // lockout: a known account spends one reserved attempt on this check, and a locked
+        // one is rejected before its password is checked. The count is keyed by user, so typed
+        // addresses add no rows. An unknown email runs a write of the same kind instead, a
+        // delete that matches nothing, so both cases take about the same time.
+        match &user {
+            Some(user) => self.reserve_sign_in_attempt(&user.reference()).await?,
+            None => {
+                let nobody = Reference::new("User", &uuid_v4(self.random()));
+                self.clear_sign_in_attempts(&nobody).await?;
+            }
+        }
+
         let hash = user.as_ref().and_then(|user| user.password_hash.clone());
         let verification = self
             .passwords
@@ -145,6 +158,7 @@ impl Services {
                 ));
             }
         };
+        self.clear_sign_in_attempts(&user.reference()).await?;
         let user = if needs_rehash {
             self.rehash_password(user, &request.password).await
         } else {

@@ -43,7 +43,7 @@ pub struct AttemptState {
     pub last_attempt_at: DateTime<Utc>,
 }
 
-/// The answer to [`Store::reserve_attempt`](crate::Store::reserve_attempt).
+/// The result of [`Store::reserve_attempt`](crate::Store::reserve_attempt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptReservation {
     /// The caller may check one password or code now.
@@ -53,7 +53,7 @@ pub enum AttemptReservation {
 }
 
 impl LockoutPolicy {
-    /// Decides one reservation: returns the answer and the state to store (`None` when
+    /// Decides one reservation: returns the result and the state to store (`None` when
     /// nothing changes).
     pub fn reserve(
         &self,
@@ -74,7 +74,7 @@ impl LockoutPolicy {
         next.locked_until = None;
 
         // The attempt that reaches the limit starts the lock at once, so requests arriving
-        // while it is checked are refused. A success clears the lock again.
+        // while it is checked are rejected. A success clears the lock again.
         if next.attempts >= i64::from(self.max_attempts.max(1)) {
             next.locked_until = Some(now + self.lock_length(next.locks));
             next.locks += 1;
@@ -128,17 +128,21 @@ mod tests {
         let now = start();
         let mut state = fresh(now);
         for attempt in 1..=5 {
-            let (answer, next) = policy.reserve(state, now);
-            assert_eq!(answer, AttemptReservation::Granted, "attempt {attempt}");
+            let (reservation, next) = policy.reserve(state, now);
+            assert_eq!(
+                reservation,
+                AttemptReservation::Granted,
+                "attempt {attempt}"
+            );
             state = next.unwrap();
         }
         assert_eq!(state.locked_until, Some(now + Duration::minutes(1)));
         assert_eq!(state.locks, 1);
         assert_eq!(state.attempts, 0);
 
-        let (answer, next) = policy.reserve(state, now + Duration::seconds(59));
+        let (reservation, next) = policy.reserve(state, now + Duration::seconds(59));
         assert_eq!(
-            answer,
+            reservation,
             AttemptReservation::Locked {
                 until: now + Duration::minutes(1)
             }
@@ -167,8 +171,8 @@ mod tests {
             last_attempt_at: now,
         };
         let later = now + Duration::days(1);
-        let (answer, next) = policy.reserve(state, later);
-        assert_eq!(answer, AttemptReservation::Granted);
+        let (reservation, next) = policy.reserve(state, later);
+        assert_eq!(reservation, AttemptReservation::Granted);
         let next = next.unwrap();
         assert_eq!((next.attempts, next.locks), (1, 0));
     }
