@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod fhir_rest;
 pub mod grants;

@@ -14,6 +14,8 @@ pub enum StoreError {
     MissingField(&'static str),
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
+    #[error("the stored {0} is invalid")]
+    InvalidStoredValue(&'static str),
     #[error("stored JSON is invalid: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("database error: {0}")]

@@ -16,6 +16,7 @@ mod sql_store;
 mod sqlite;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use medgate_fhir::search::{Restriction, SearchRequest};
 use serde_json::Value;
 
@@ -51,6 +52,28 @@ pub enum WriteOp {
     /// [`StoreError::AlreadyClaimed`] when another batch claimed the same name first, even
     /// when both run at the same moment on different server processes.
     Claim { name: String, at: String },
+    /// Queues work for a background sender (see [`OutboxMessage`]). The batch fails with
+    /// [`StoreError::Duplicate`] when a row with the same id is queued already.
+    Enqueue(OutboxMessage),
+}
+
+/// A row of the outbox: work that a write queued and a background sender does afterwards,
+/// such as an email or a web hook delivery. Queued in the same batch as the resources it
+/// belongs to, it exists if and only if they were written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// A unique id; time-ordered ids (UUIDv7) keep the table's index append-only.
+    pub id: String,
+    /// Which sender handles the row, such as `email`.
+    pub kind: String,
+    /// What the sender needs, as JSON. It may hold a secret link, which is why a row is
+    /// removed once it has been delivered.
+    pub payload: Value,
+    /// How many times the row has been claimed, this claim included.
+    pub attempts: u32,
+    /// When the row is (or was, for a claimed row) due.
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A search restricted to one project, or to none for server-wide look-ups.
@@ -89,6 +112,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies every operation in one transaction: all of them happen, or none.
     async fn write(&self, batch: Vec<WriteOp>) -> StoreResult<()>;
+
+    /// Claims up to `limit` rows of `kind` that are due at `now`, longest due first, and
+    /// returns them with their attempt counts raised by one. Each claimed row becomes due
+    /// again at `lease_until`, so when its sender stops before finishing, another sender
+    /// takes it over then. Two processes claiming at the same moment never get the same row.
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+
+    /// Removes a delivered row. Unknown ids are ignored: the row may have been finished by a
+    /// sender that took it over after the lease ended.
+    async fn finish_outbox(&self, id: &str) -> StoreResult<()>;
+
+    /// Makes a row due again at `due_at` after a failed attempt, keeping `error` for
+    /// operators. The error text must not hold the payload or any secret.
+    async fn retry_outbox(&self, id: &str, due_at: DateTime<Utc>, error: &str) -> StoreResult<()>;
+
+    /// Gives up on a row: it is never claimed again, its payload is erased and `error` is
+    /// kept for operators.
+    async fn abandon_outbox(&self, id: &str, error: &str) -> StoreResult<()>;
 
     /// Checks that the database responds.
     async fn ping(&self) -> StoreResult<()>;

@@ -89,6 +89,7 @@ crate::sql_store::impl_store!(
     PostgresStore,
     sqlx::Postgres,
     lock_rows = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
     insertion_order = "r.seq"
 );
 

@@ -75,6 +75,35 @@ pub(crate) const DELETE_INDEX: &str =
 pub(crate) const CLAIM: &str =
     "INSERT INTO claims (name, claimed_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox \
+    (id, kind, payload, attempts, due_at, created_at) VALUES ($1, $2, $3, 0, $4, $5)";
+
+/// Claims due rows; each back end appends its row lock to the inner SELECT through `{lock}`.
+pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET due_at = $3, attempts = attempts + 1 \
+    WHERE id IN (SELECT id FROM outbox WHERE kind = $1 AND abandoned = FALSE AND due_at <= $2 \
+    ORDER BY due_at, id LIMIT $4{lock}) \
+    RETURNING id, kind, payload, attempts, due_at, created_at";
+
+pub(crate) const FINISH_OUTBOX: &str = "DELETE FROM outbox WHERE id = $1";
+
+pub(crate) const RETRY_OUTBOX: &str =
+    "UPDATE outbox SET due_at = $2, last_error = $3 WHERE id = $1 AND abandoned = FALSE";
+
+pub(crate) const ABANDON_OUTBOX: &str =
+    "UPDATE outbox SET abandoned = TRUE, payload = '{}', last_error = $2 WHERE id = $1";
+
+/// Writes an outbox instant in the fixed-width form that compares correctly as text.
+pub(crate) fn outbox_instant(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads back an instant written by [`outbox_instant`].
+pub(crate) fn parse_outbox_instant(text: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| StoreError::InvalidStoredValue("outbox instant"))
+}
+
 pub(crate) const SELECT_CURRENT: &str =
     "SELECT content, deleted FROM resources WHERE resource_type = $1 AND id = $2";
 

@@ -4,7 +4,13 @@
 //! for one generic implementation.
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, lock_rows = $lock_rows:expr, insertion_order = $insertion_order:expr) => {
+    (
+        $store:ty,
+        $db:ty,
+        lock_rows = $lock_rows:expr,
+        skip_locked = $skip_locked:expr,
+        insertion_order = $insertion_order:expr
+    ) => {
         use async_trait::async_trait;
         use medgate_fhir::search::INDEX_VERSION;
         use serde_json::Value;
@@ -15,8 +21,8 @@ macro_rules! impl_store {
         use crate::search_sql;
         use crate::sql::{self, Bind, Row, Statement};
         use crate::{
-            AttemptReservation, AttemptState, LockoutPolicy, SearchScope, Store, StoreError,
-            WriteOp,
+            AttemptReservation, AttemptState, LockoutPolicy, OutboxMessage, SearchScope, Store,
+            StoreError, WriteOp,
         };
 
         /// Resources re-indexed per transaction when the extraction rules change.
@@ -259,7 +265,31 @@ macro_rules! impl_store {
                     }
                     Ok(())
                 }
+                WriteOp::Enqueue(message) => {
+                    sqlx::query::<$db>(sql::INSERT_OUTBOX)
+                        .bind(&message.id)
+                        .bind(&message.kind)
+                        .bind(serde_json::to_string(&message.payload)?)
+                        .bind(sql::outbox_instant(message.due_at))
+                        .bind(sql::outbox_instant(message.created_at))
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(map_insert_error)?;
+                    Ok(())
+                }
             }
+        }
+
+        fn outbox_message(row: &<$db as sqlx::Database>::Row) -> Result<OutboxMessage, StoreError> {
+            let attempts: i64 = row.try_get("attempts")?;
+            Ok(OutboxMessage {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                payload: parse_content(&row.try_get::<String, _>("payload")?)?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                due_at: sql::parse_outbox_instant(&row.try_get::<String, _>("due_at")?)?,
+                created_at: sql::parse_outbox_instant(&row.try_get::<String, _>("created_at")?)?,
+            })
         }
 
         fn parse_content(content: &str) -> Result<Value, StoreError> {
@@ -353,6 +383,62 @@ macro_rules! impl_store {
                     apply(&mut tx, op).await?;
                 }
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_outbox(
+                &self,
+                kind: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<OutboxMessage>, StoreError> {
+                let statement = sql::CLAIM_OUTBOX.replace("{lock}", $skip_locked);
+                let rows = sqlx::query::<$db>(&statement)
+                    .bind(kind)
+                    .bind(sql::outbox_instant(now))
+                    .bind(sql::outbox_instant(lease_until))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.writer())
+                    .await?;
+                let mut messages = rows
+                    .iter()
+                    .map(outbox_message)
+                    .collect::<Result<Vec<_>, _>>()?;
+                // RETURNING gives no order; callers get the oldest rows first.
+                messages.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+                Ok(messages)
+            }
+
+            async fn finish_outbox(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query::<$db>(sql::FINISH_OUTBOX)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn retry_outbox(
+                &self,
+                id: &str,
+                due_at: chrono::DateTime<chrono::Utc>,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query::<$db>(sql::RETRY_OUTBOX)
+                    .bind(id)
+                    .bind(sql::outbox_instant(due_at))
+                    .bind(error)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn abandon_outbox(&self, id: &str, error: &str) -> Result<(), StoreError> {
+                sqlx::query::<$db>(sql::ABANDON_OUTBOX)
+                    .bind(id)
+                    .bind(error)
+                    .execute(self.writer())
+                    .await?;
                 Ok(())
             }
 

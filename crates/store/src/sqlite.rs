@@ -61,7 +61,8 @@ impl SqliteStore {
     }
 }
 
-// SQLite has one writer connection, so a batch's transaction already excludes other writes.
+// SQLite has one writer connection, so a batch's transaction already excludes other writes,
+// and two outbox claims never overlap.
 // Its implicit `rowid` grows with each insert and stays the same on update.
 // NOTE: a VACUUM may renumber the rowids of a table without an INTEGER PRIMARY KEY, so
 // resources written in the same millisecond could then list in another order.
@@ -69,5 +70,6 @@ crate::sql_store::impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     lock_rows = "",
+    skip_locked = "",
     insertion_order = "r.rowid"
 );

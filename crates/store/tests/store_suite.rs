@@ -88,6 +88,10 @@ store_cases!(
     attempts_separate_per_account,
     clear_attempts_resets_count,
     concurrent_reservations_capped,
+    outbox_claim_lease_finish,
+    outbox_rolls_back_with_batch,
+    outbox_retry_and_abandon,
+    outbox_concurrent_claims_disjoint,
 );
 
 #[path = "store_suite/search_cases.rs"]
@@ -97,6 +101,9 @@ use search_cases::*;
 #[path = "store_suite/lockout_cases.rs"]
 mod lockout_cases;
 use lockout_cases::*;
+#[path = "store_suite/outbox_cases.rs"]
+mod outbox_cases;
+use outbox_cases::*;
 
 #[path = "store_suite/reindex_cases.rs"]
 mod reindex_cases;

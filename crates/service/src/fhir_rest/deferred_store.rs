@@ -13,8 +13,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use medgate_store::{
-    AttemptReservation, LockoutPolicy, SearchScope, Store, StoreError, StoreResult, WriteOp,
+    AttemptReservation, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError, StoreResult,
+    WriteOp,
 };
 use serde_json::Value;
 
@@ -114,7 +116,7 @@ impl DeferredStore {
                 }
                 state.current.insert(key, None);
             }
-            WriteOp::Claim { .. } => {}
+            WriteOp::Claim { .. } | WriteOp::Enqueue(_) => {}
         }
         Ok(())
     }
@@ -173,6 +175,31 @@ impl Store for DeferredStore {
         Ok(())
     }
 
+    // The outbox is not part of a transaction's view: senders work on committed rows.
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        self.committed
+            .claim_outbox(kind, now, lease_until, limit)
+            .await
+    }
+
+    async fn finish_outbox(&self, id: &str) -> StoreResult<()> {
+        self.committed.finish_outbox(id).await
+    }
+
+    async fn retry_outbox(&self, id: &str, due_at: DateTime<Utc>, error: &str) -> StoreResult<()> {
+        self.committed.retry_outbox(id, due_at, error).await
+    }
+
+    async fn abandon_outbox(&self, id: &str, error: &str) -> StoreResult<()> {
+        self.committed.abandon_outbox(id, error).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.committed.ping().await
     }
@@ -182,7 +209,7 @@ impl Store for DeferredStore {
         &self,
         account: &str,
         policy: &LockoutPolicy,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> StoreResult<AttemptReservation> {
         self.committed.reserve_attempt(account, policy, now).await
     }
@@ -220,6 +247,24 @@ mod tests {
         async fn write(&self, _: Vec<WriteOp>) -> StoreResult<()> {
             panic!("a deferred store never writes through")
         }
+        async fn claim_outbox(
+            &self,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+            _: u32,
+        ) -> StoreResult<Vec<OutboxMessage>> {
+            Ok(Vec::new())
+        }
+        async fn finish_outbox(&self, _: &str) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn retry_outbox(&self, _: &str, _: DateTime<Utc>, _: &str) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn abandon_outbox(&self, _: &str, _: &str) -> StoreResult<()> {
+            Ok(())
+        }
         async fn ping(&self) -> StoreResult<()> {
             Ok(())
         }
@@ -227,7 +272,7 @@ mod tests {
             &self,
             _: &str,
             _: &LockoutPolicy,
-            _: chrono::DateTime<chrono::Utc>,
+            _: DateTime<Utc>,
         ) -> StoreResult<AttemptReservation> {
             panic!("no test here signs in")
         }
