@@ -1,7 +1,8 @@
 //! The per-client rate limit of `/auth/*` and `/oauth2/*`, with Medplum's `RateLimit` header on
-//! every counted response and a 429 past the limit. The header fields follow the IETF draft
-//! "RateLimit header fields for HTTP" (draft-ietf-httpapi-ratelimit-headers): `r` is the
-//! remaining quota, `t` the seconds until it resets, `q` the quota and `w` the window.
+//! every counted response and a 429 past the limit. In `RateLimit`, `r` is the remaining quota
+//! and `t` the seconds until it resets, in the form Medplum sends and `@medplum/core` reads.
+//! NOTE: `RateLimit-Policy` (`q` the quota, `w` the window in seconds) follows the IETF draft
+//! "RateLimit header fields for HTTP" as recalled, not checked against a client.
 
 use std::net::IpAddr;
 
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::error::{fhir_json, set_retry_after};
 use crate::extract::ClientInfo;
 
-/// Whether a path is counted: Medplum's auth URLs, every path under `/auth/` or `/oauth2/`
+/// Checks whether a path is counted. Medplum counts every path under `/auth/` or `/oauth2/`
 /// except `/auth/me`, which clients poll.
 fn is_limited(path: &str) -> bool {
     (path.starts_with("/auth/") || path.starts_with("/oauth2/")) && path != "/auth/me"
@@ -69,8 +70,8 @@ pub async fn limit_auth_requests(
 
 /// The `authRateLimit` of the caller's project when the request carries a valid bearer
 /// token, as Medplum applies it to authenticated requests.
-/// NOTE: the token is verified here and again by the handler, one more Login read per
-/// authenticated auth request; those are few next to sign-ins and FHIR requests.
+/// NOTE: the token is verified here and again by the handler, so an authenticated auth
+/// request reads its Login twice. Such requests are few next to sign-ins and FHIR requests.
 async fn project_limit(
     state: &AppState,
     authorization: Option<&str>,

@@ -1,6 +1,6 @@
-//! Per-client request limits in fixed one-minute windows, as Medplum counts them (its
-//! `rate-limiter-flexible` window starts at the first request of a client and lasts 60 s).
-//! The counts live in this process's memory: each server instance limits on its own.
+//! Per-client request limits in fixed 60-second windows, as Medplum counts them. A client's
+//! window starts at its first request. The counts live in this process's memory, so each
+//! server instance limits on its own.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,10 +14,11 @@ use tracing::warn;
 /// Length of a counting window.
 pub const WINDOW_SECONDS: i64 = 60;
 
-/// Clients tracked at once. About 60 bytes each, so the table stays under about 10 MB.
+/// Clients tracked at once. An estimated 100 bytes each with the hash table's spare room, so
+/// the table stays near 10 MB.
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 
-/// The project's own limit of auth requests per client per minute: the `authRateLimit`
+/// Returns the project's own limit of auth requests per client per minute, the `authRateLimit`
 /// entry of `Project.systemSetting` (`valueInteger`), which only super admins can write.
 pub fn project_auth_rate_limit(project: &Project) -> Option<u32> {
     project
@@ -63,9 +64,8 @@ pub struct RateLimiter {
     table: Arc<Mutex<Table>>,
 }
 
-/// The key of a client: the address itself for IPv4, and its /64 network for IPv6, because
-/// one subscriber usually gets a whole /64 and could otherwise rotate through it
-/// (RFC 6177 §2 recommends assigning at least a /64 to every site).
+/// Returns the key of a client: the address itself for IPv4, and its /64 network for IPv6.
+/// Providers commonly give one subscriber a whole /64, which it could otherwise rotate through.
 fn client_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
@@ -104,9 +104,9 @@ impl RateLimiter {
                 window.count = window.count.saturating_add(1);
                 *window
             } else {
-                // NOTE: with the table full of clients seen in the last minute, a new client is
-                // not counted, so memory stays bounded and sign-ins keep working; the per-account
-                // lockout still limits password guessing.
+                // NOTE: a new client is not counted while the table is full of clients seen in
+                // the last minute. Memory stays bounded and sign-ins keep working, and the
+                // per-account lockout still limits password guessing.
                 warn!(
                     clients = MAX_TRACKED_CLIENTS,
                     "rate-limit table full; request not counted"
