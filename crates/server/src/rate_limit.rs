@@ -70,8 +70,8 @@ pub async fn limit_auth_requests(
 
 /// The `authRateLimit` of the caller's project when the request carries a valid bearer
 /// token, as Medplum applies it to authenticated requests.
-/// NOTE: the token is verified here and again by the handler, so an authenticated auth
-/// request reads its Login twice. Such requests are few next to sign-ins and FHIR requests.
+/// The handler authenticates the token again, and the auth cache filled here usually serves
+/// that second look-up without a store read.
 async fn project_limit(
     state: &AppState,
     authorization: Option<&str>,

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod account;
+pub mod admin;
 pub mod authorize;
 pub mod bootstrap;
 pub mod client_auth;
@@ -25,6 +26,7 @@ pub mod registration;
 pub mod repo;
 pub mod secret;
 pub mod session;
+mod session_cache;
 pub mod tokens;
 pub mod userinfo;
 
@@ -44,6 +46,7 @@ use password::PasswordHasher;
 use random::Random;
 use rate_limit::RateLimiter;
 use repo::Repo;
+use session_cache::AuthCache;
 
 /// Everything a flow needs: settings, the store behind typed access, keys and the
 /// password-hashing pool. Cheap to clone.
@@ -55,6 +58,7 @@ pub struct Services {
     pub passwords: PasswordHasher,
     /// Requests per client address on `/auth/*` and `/oauth2/*`, counted in this process.
     pub auth_rate_limiter: RateLimiter,
+    auth_cache: AuthCache,
 }
 
 impl Services {
@@ -67,6 +71,7 @@ impl Services {
         let passwords = PasswordHasher::new(config.password_hash_workers, random.clone());
         Self {
             config: Arc::new(config),
+            auth_cache: AuthCache::new(store.subscribe()),
             repo: Repo {
                 store,
                 clock,

@@ -145,6 +145,24 @@ impl Services {
             ));
         }
 
+        // scope clash: a server-scoped member of the project with this email would be
+        // shadowed at sign-in by the new project-scoped user.
+        if let Some(project_id) = registration.project_id() {
+            let project = Project {
+                id: project_id.to_string(),
+                ..Default::default()
+            };
+            match self.check_scope_clash(&project, &email, true).await {
+                Err(ServiceError::Conflict(_)) => {
+                    return Err(ServiceError::invalid_field(
+                        "Email already registered",
+                        "email",
+                    ));
+                }
+                other => other?,
+            }
+        }
+
         let user = User {
             id: uuid_v4(self.random()),
             first_name: Some(first_name.to_string()),
@@ -331,7 +349,7 @@ impl Services {
 
     /// Finds the user registered with this email in exactly this scope: among the project's
     /// users when a project is given, otherwise among the server-scoped users.
-    async fn find_registered_user(
+    pub(crate) async fn find_registered_user(
         &self,
         email: &str,
         project_id: Option<&str>,
@@ -347,7 +365,11 @@ impl Services {
     /// Builds the writes of a new project (Medplum's `createProject`): the Project, the
     /// owner's Practitioner profile and admin membership, and a default client with its own
     /// membership.
-    fn prepare_project(&self, name: &str, owner: &User) -> ServiceResult<PreparedProject> {
+    pub(crate) fn prepare_project(
+        &self,
+        name: &str,
+        owner: &User,
+    ) -> ServiceResult<PreparedProject> {
         let project_id = uuid_v4(self.random());
         let practitioner_id = uuid_v4(self.random());
         let membership_id = uuid_v4(self.random());
@@ -407,11 +429,11 @@ impl Services {
 }
 
 /// A new project's ids and the writes that create it in one batch.
-struct PreparedProject {
-    project_id: String,
-    membership_id: String,
-    client_id: String,
-    writes: Vec<WriteOp>,
+pub(crate) struct PreparedProject {
+    pub(crate) project_id: String,
+    pub(crate) membership_id: String,
+    pub(crate) client_id: String,
+    pub(crate) writes: Vec<WriteOp>,
 }
 
 /// Resolves the scope of a new user. A client implies its project, and an explicit

@@ -21,6 +21,7 @@ use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
 use crate::keys::JwtError;
 use crate::random::is_uuid;
+use crate::session_cache::CachedCaller;
 use crate::tokens::ACCESS_TOKEN_TYPE;
 
 /// The caller: the Login behind the token and the membership it is bound to.
@@ -55,6 +56,19 @@ impl AuthContext {
     pub fn is_super_admin(&self) -> bool {
         self.project.is_super_admin()
     }
+}
+
+/// Refuses a request from an address the access's IP rules block.
+fn check_ip_rules(
+    access: &Access,
+    membership: &ProjectMembership,
+    client_address: Option<IpAddr>,
+) -> ServiceResult<()> {
+    if client_address.is_some() && !ip_allowed(&access.policy.ip_rules, client_address.as_ref()) {
+        warn!(membership_id = %membership.id, "request from a blocked IP address");
+        return Err(ServiceError::Forbidden);
+    }
+    Ok(())
 }
 
 /// The parts of a request that authenticate it.
@@ -122,8 +136,7 @@ impl Services {
     /// Authenticates an access token and loads the caller's login, membership, project and
     /// access. Neither on-behalf-of nor IP rules apply.
     pub async fn authenticate_bearer(&self, token: &str) -> ServiceResult<AuthContext> {
-        let principal = self.bearer_principal(token).await?;
-        self.finish_authentication(principal, None, None).await
+        self.bearer_context(token, None, None).await
     }
 
     /// Authenticates an API request from its `Authorization` and `X-Medplum-On-Behalf-Of`
@@ -139,13 +152,19 @@ impl Services {
             .authorization
             .map(str::trim)
             .ok_or(ServiceError::Unauthorized)?;
-        let principal = if let Some(token) = authorization.strip_prefix("Bearer ") {
-            self.bearer_principal(token.trim()).await?
-        } else if authorization.starts_with("Basic ") {
-            self.basic_principal(authorization).await?
-        } else {
+        if let Some(token) = authorization.strip_prefix("Bearer ") {
+            return self
+                .bearer_context(
+                    token.trim(),
+                    credentials.on_behalf_of,
+                    credentials.client_address,
+                )
+                .await;
+        }
+        if !authorization.starts_with("Basic ") {
             return Err(ServiceError::Unauthorized);
-        };
+        }
+        let principal = self.basic_principal(authorization).await?;
         self.finish_authentication(
             principal,
             credentials.on_behalf_of,
@@ -154,7 +173,15 @@ impl Services {
         .await
     }
 
-    async fn bearer_principal(&self, token: &str) -> ServiceResult<Principal> {
+    /// Authenticates a bearer token. The caller built from its Login is cached until a write
+    /// changes what it was built from (see `session_cache`); requests on behalf of someone
+    /// else are built afresh each time.
+    async fn bearer_context(
+        &self,
+        token: &str,
+        on_behalf_of: Option<&str>,
+        client_address: Option<IpAddr>,
+    ) -> ServiceResult<AuthContext> {
         let claims = self
             .verify_own_token(token, ACCESS_TOKEN_TYPE)
             .await
@@ -165,16 +192,39 @@ impl Services {
         let login_id = claims
             .get("login_id")
             .and_then(Value::as_str)
-            .ok_or(ServiceError::Unauthorized)?;
-        let login = self.active_login(login_id).await?;
+            .ok_or(ServiceError::Unauthorized)?
+            .to_string();
+        let acts_for_someone = on_behalf_of.is_some_and(|value| !value.trim().is_empty());
+        if !acts_for_someone && let Some(cached) = self.auth_cache.get(&login_id) {
+            check_ip_rules(&cached.access, &cached.membership, client_address)?;
+            return Ok(cached.context(claims));
+        }
+
+        let since = self.auth_cache.generation();
+        let login = self.active_login(&login_id).await?;
         let membership_reference = login.membership.clone().ok_or(ServiceError::Unauthorized)?;
         let (membership, project) = self.active_membership(&membership_reference).await?;
-        Ok(Principal {
+        let principal = Principal {
             login,
             membership,
             project,
             claims,
-        })
+        };
+        let context = self
+            .finish_authentication(principal, on_behalf_of, client_address)
+            .await?;
+        if !acts_for_someone {
+            self.auth_cache.insert(
+                CachedCaller {
+                    login: context.login.clone(),
+                    membership: context.membership.clone(),
+                    project: context.project.clone(),
+                    access: context.access.clone(),
+                },
+                since,
+            );
+        }
+        Ok(context)
     }
 
     /// Authenticates a ClientApplication by `Authorization: Basic` as Medplum does for API
@@ -275,11 +325,7 @@ impl Services {
         }
         let effective = target.as_ref().unwrap_or(&membership);
         let access = self.compute_access(&login, effective, &project).await?;
-        if client_address.is_some() && !ip_allowed(&access.policy.ip_rules, client_address.as_ref())
-        {
-            warn!(membership_id = %effective.id, "request from a blocked IP address");
-            return Err(ServiceError::Forbidden);
-        }
+        check_ip_rules(&access, effective, client_address)?;
 
         Ok(AuthContext {
             login,

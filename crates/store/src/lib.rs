@@ -76,6 +76,16 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// A change to stored data, for caches that must forget what it makes stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A resource was created, updated or deleted.
+    Resource { resource_type: String, id: String },
+    /// Changes may have been missed, for example while the connection that hears other
+    /// processes' writes was down: anything cached may be stale.
+    Unknown,
+}
+
 /// A search restricted to one project, or to none for server-wide look-ups.
 #[derive(Debug, Clone)]
 pub struct SearchScope<'a> {
@@ -136,6 +146,12 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up on a row: it is never claimed again, its payload is erased and `error` is
     /// kept for operators.
     async fn abandon_outbox(&self, id: &str, error: &str) -> StoreResult<()>;
+
+    /// Announces every change committed from now on: this process's writes before
+    /// [`Store::write`] returns, and on PostgreSQL other processes' writes moments after they
+    /// commit. A receiver that falls behind gets a lag error, which means changes were missed,
+    /// like [`Change::Unknown`].
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
 
     /// Checks that the database responds.
     async fn ping(&self) -> StoreResult<()>;

@@ -92,6 +92,26 @@ pub(crate) const RETRY_OUTBOX: &str =
 pub(crate) const ABANDON_OUTBOX: &str =
     "UPDATE outbox SET abandoned = TRUE, payload = '{}', last_error = $2 WHERE id = $1";
 
+/// How many changes a slow subscriber may fall behind before it is told it missed some.
+pub(crate) const CHANGE_CAPACITY: usize = 4096;
+
+/// The resources a batch changes, as `Type/id`.
+pub(crate) fn changed_keys(batch: &[crate::WriteOp]) -> Vec<(String, String)> {
+    batch
+        .iter()
+        .filter_map(|op| match op {
+            crate::WriteOp::Create(resource) | crate::WriteOp::Update { resource, .. } => Some((
+                resource.get("resourceType")?.as_str()?.to_string(),
+                resource.get("id")?.as_str()?.to_string(),
+            )),
+            crate::WriteOp::Delete {
+                resource_type, id, ..
+            } => Some((resource_type.clone(), id.clone())),
+            crate::WriteOp::Claim { .. } | crate::WriteOp::Enqueue(_) => None,
+        })
+        .collect()
+}
+
 /// Writes an outbox instant in the fixed-width form that compares correctly as text.
 pub(crate) fn outbox_instant(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -21,8 +21,8 @@ macro_rules! impl_store {
         use crate::search_sql;
         use crate::sql::{self, Bind, Row, Statement};
         use crate::{
-            AttemptReservation, AttemptState, LockoutPolicy, OutboxMessage, SearchScope, Store,
-            StoreError, WriteOp,
+            AttemptReservation, AttemptState, LockoutPolicy, Change, OutboxMessage, SearchScope,
+            Store, StoreError, WriteOp,
         };
 
         /// Resources re-indexed per transaction when the extraction rules change.
@@ -378,12 +378,22 @@ macro_rules! impl_store {
             }
 
             async fn write(&self, batch: Vec<WriteOp>) -> Result<(), StoreError> {
+                let changed = sql::changed_keys(&batch);
                 let mut tx = self.writer().begin().await?;
                 for op in batch {
                     apply(&mut tx, op).await?;
                 }
+                self.announce_to_others(&mut tx, &changed).await?;
                 tx.commit().await?;
+                for (resource_type, id) in changed {
+                    // Sending fails only when nobody listens, which is fine.
+                    let _ = self.changes.send(Change::Resource { resource_type, id });
+                }
                 Ok(())
+            }
+
+            fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+                self.changes.subscribe()
             }
 
             async fn claim_outbox(

@@ -5,7 +5,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use tokio::sync::broadcast;
+
 use crate::StoreResult;
+use crate::sql::CHANGE_CAPACITY;
 
 /// SQLite, the embedded default. SQLite allows one writer at a time, so writes go through a
 /// pool of one connection and never wait on each other's locks. Reads use their own pool and
@@ -14,6 +17,7 @@ use crate::StoreResult;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    changes: broadcast::Sender<crate::Change>,
 }
 
 impl SqliteStore {
@@ -38,6 +42,7 @@ impl SqliteStore {
         let mut store = Self {
             reader: open_readers().await?,
             writer,
+            changes: broadcast::channel(CHANGE_CAPACITY).0,
         };
         store.rebuild_index_if_outdated().await?;
         // Without table statistics SQLite may scan every resource of a type in date order
@@ -58,6 +63,18 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Nothing to do: the embedded database serves one server process, which hears its own
+    /// writes through `changes`.
+    // NOTE: a second process opening the same file (as `medgate migrate` does) is not told of
+    // this one's writes, so only one server process may use an SQLite database.
+    async fn announce_to_others(
+        &self,
+        _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        _changed: &[(String, String)],
+    ) -> StoreResult<()> {
+        Ok(())
     }
 }
 

@@ -92,6 +92,7 @@ store_cases!(
     outbox_rolls_back_with_batch,
     outbox_retry_and_abandon,
     outbox_concurrent_claims_disjoint,
+    changes_announced_after_commit,
 );
 
 #[path = "store_suite/search_cases.rs"]
@@ -104,6 +105,10 @@ use lockout_cases::*;
 #[path = "store_suite/outbox_cases.rs"]
 mod outbox_cases;
 use outbox_cases::*;
+
+#[path = "store_suite/change_cases.rs"]
+mod change_cases;
+use change_cases::*;
 
 #[path = "store_suite/reindex_cases.rs"]
 mod reindex_cases;

@@ -36,7 +36,11 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/R4/{resource_type}/_search", post(search_form))
         .route(
             "/fhir/R4/{resource_type}/{id}",
-            get(read).put(update).patch(patch).delete(delete),
+            get(read)
+                .put(update)
+                .patch(patch)
+                .delete(delete)
+                .post(type_operation),
         )
         .route("/fhir/R4/{resource_type}/{id}/_history", get(history))
         .route(
@@ -48,7 +52,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The authenticated caller, and whether the request sets `X-Medplum: extended` for
 /// Medplum's extended `meta` (`MedplumClient` always sends it).
-struct Caller(FhirCaller);
+pub(crate) struct Caller(pub(crate) FhirCaller);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
@@ -68,7 +72,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// Path parameters whose rejection is an OperationOutcome instead of axum's plain text.
-struct FhirPath<T>(T);
+pub(crate) struct FhirPath<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for FhirPath<T> {
     type Rejection = Response;
@@ -122,7 +126,7 @@ fn http_date(instant: &str) -> Option<String> {
 }
 
 /// Builds a resource response with the `ETag` and `Last-Modified` headers of its `meta`.
-fn resource_response(status: StatusCode, resource: &Value) -> Response {
+pub(crate) fn resource_response(status: StatusCode, resource: &Value) -> Response {
     let mut response = fhir_json(status, resource);
     let meta = resource.get("meta");
     let version_id = meta
@@ -147,7 +151,7 @@ fn resource_response(status: StatusCode, resource: &Value) -> Response {
 }
 
 /// Marks a response that shows a client secret as not cacheable anywhere.
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -459,7 +463,8 @@ async fn metadata(State(state): State<AppState>) -> Response {
     fhir_json(StatusCode::OK, &state.services.fhir_capability_statement())
 }
 
-/// `POST /fhir/R4/{type}/{id}/${operation}`; only `ClientApplication/$rotate-secret` exists.
+/// `POST /fhir/R4/{type}/{id}/${operation}`: `ClientApplication/$rotate-secret` and
+/// `User/$update-email`.
 async fn operation(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -467,12 +472,43 @@ async fn operation(
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, OutcomeError> {
     match (resource_type.as_str(), operation.as_str()) {
+        ("User", "$update-email") => {
+            let body = body.unwrap_or_default();
+            let user = state.services.update_user_email(&caller, &id, body).await?;
+            Ok(resource_response(StatusCode::OK, &user))
+        }
         ("ClientApplication", "$rotate-secret") => {
             let client = state
                 .services
                 .fhir_rotate_secret(&caller, &id, body)
                 .await?;
             Ok(no_store(resource_response(StatusCode::OK, &client)))
+        }
+        _ => Err(ServiceError::invalid(format!(
+            "Unsupported operation {operation} on {resource_type}"
+        ))
+        .into()),
+    }
+}
+
+/// `POST /fhir/R4/{type}/${operation}`; only `Project/$init` exists, for super admins.
+/// A POST to a resource id is not a FHIR interaction, so it gets 405.
+async fn type_operation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    FhirPath((resource_type, operation)): FhirPath<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, OutcomeError> {
+    if !operation.starts_with('$') {
+        return Ok(fhir_json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &OperationOutcome::bad_request("Method not allowed", None),
+        ));
+    }
+    match (resource_type.as_str(), operation.as_str()) {
+        ("Project", "$init") => {
+            let project = state.services.project_init(&caller, body).await?;
+            Ok(created_response(&state, "Project", &project))
         }
         _ => Err(ServiceError::invalid(format!(
             "Unsupported operation {operation} on {resource_type}"

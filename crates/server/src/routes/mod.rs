@@ -1,5 +1,6 @@
 //! Routers per API family.
 
+mod admin;
 mod auth;
 mod fhir;
 mod oauth2;
@@ -12,6 +13,7 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(wellknown::routes())
+        .merge(admin::routes())
         .merge(oauth2::routes())
         .merge(auth::routes())
         .merge(fhir::routes())

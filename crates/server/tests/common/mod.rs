@@ -59,6 +59,16 @@ impl TestServer {
         let data = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}/medgate.db", data.path().display());
         let store = medgate_store::connect(&database_url).await.unwrap();
+        Self::start_on(store, data, configure).await
+    }
+
+    /// Starts a server on `store`, which may be shared with other test servers as several
+    /// server processes share one PostgreSQL database.
+    pub async fn start_on(
+        store: Arc<dyn medgate_store::Store>,
+        data: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServiceConfig),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/", listener.local_addr().unwrap());
         let mut config = ServiceConfig::new(&base_url);

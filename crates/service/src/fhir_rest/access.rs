@@ -261,7 +261,7 @@ fn default_policy_profile_type(membership: &Map<String, Value>) -> Option<String
 /// `Project.defaultAccessPolicies` (also read under the name `defaultAccessPolicy`) for the
 /// membership's profile type, with `Admin` for admins, or, for a Patient, the legacy
 /// `defaultPatientAccessPolicy`.
-pub(super) fn default_access_policy(
+pub(crate) fn default_access_policy(
     project: &Value,
     membership: &Map<String, Value>,
 ) -> Option<Value> {

@@ -68,7 +68,11 @@ fn hash_matches(stored: Option<&str>, presented: &Secret<String>) -> bool {
 
 /// Returns the client as the caller may see it, plus the clear secret under Medplum's
 /// field name.
-fn with_secret(caller: &FhirCaller, client: &ClientApplication, secret: &Secret<String>) -> Value {
+pub(crate) fn with_secret(
+    caller: &FhirCaller,
+    client: &ClientApplication,
+    secret: &Secret<String>,
+) -> Value {
     let mut resource = caller.present(client.to_json());
     resource["secret"] = Value::String(secret.expose().clone());
     resource

@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medgate_store::{
-    AttemptReservation, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError, StoreResult,
-    WriteOp,
+    AttemptReservation, Change, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError,
+    StoreResult, WriteOp,
 };
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 /// The current state of a resource written in the transaction: its new content, or `None`
 /// once deleted.
@@ -200,6 +201,10 @@ impl Store for DeferredStore {
         self.committed.abandon_outbox(id, error).await
     }
 
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.committed.subscribe()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.committed.ping().await
     }
@@ -264,6 +269,9 @@ mod tests {
         }
         async fn abandon_outbox(&self, _: &str, _: &str) -> StoreResult<()> {
             Ok(())
+        }
+        fn subscribe(&self) -> broadcast::Receiver<Change> {
+            broadcast::channel(1).1
         }
         async fn ping(&self) -> StoreResult<()> {
             Ok(())

@@ -38,6 +38,7 @@ const SECRET_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("User", &["passwordHash", "mfaSecret"]),
+    ("UserSecurityRequest", &["secret", "secretHash"]),
 ];
 
 /// Fields only super admins may change. Another caller's create drops them and their update

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tracing::info;
 
 pub use batch::MAX_BUNDLE_ENTRIES;
+pub(crate) use client::with_secret;
 pub use conditional::{ConditionalWrite, parse_condition};
 pub use fields::strip_secret_fields;
 
@@ -60,7 +61,7 @@ impl FhirCaller {
 
     /// `meta.author` of what the caller writes: their own profile, as in Medplum, also
     /// when the request acts on behalf of someone else.
-    fn author(&self) -> Reference {
+    pub(crate) fn author(&self) -> Reference {
         self.auth.membership.profile.clone()
     }
 
@@ -496,7 +497,7 @@ impl Services {
         }
     }
 
-    fn delete_op(&self, resource_type: &str, id: &str) -> WriteOp {
+    pub(crate) fn delete_op(&self, resource_type: &str, id: &str) -> WriteOp {
         WriteOp::Delete {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
