@@ -435,7 +435,12 @@ async fn disable_removes_totp_and_rotates_secret() {
     assert_eq!(text(&body), "User not enrolled in MFA");
 
     let (secret, token) = enroll_totp(&server, &member).await;
-    let old_uri = mfa_status(&server, &token).await["enrollUri"].clone();
+    let enrolled = mfa_status(&server, &token).await;
+    assert_eq!(enrolled["enrolled"], true);
+    assert!(
+        enrolled.get("enrollUri").is_none() && enrolled.get("enrollQrCode").is_none(),
+        "an enrolled secret is never shown again: {enrolled}"
+    );
     let cases = [
         (json!({}), "Missing token"),
         (
@@ -463,7 +468,10 @@ async fn disable_removes_totp_and_rotates_secret() {
     assert_eq!(status, 200, "{body}");
     let status = mfa_status(&server, &token).await;
     assert_eq!(status["enrolled"], false);
-    assert_ne!(status["enrollUri"], old_uri);
+    let new_uri = status["enrollUri"]
+        .as_str()
+        .expect("a new secret to enroll");
+    assert!(!new_uri.contains(&secret), "the secret was rotated");
 
     let login = password_login(&server, &member).await;
     assert!(login["code"].is_string());
@@ -1172,4 +1180,47 @@ async fn invite_with_mfa_required() {
     assert_eq!(status, 200);
     assert_eq!(login["mfaEnrollRequired"], true, "{login}");
     assert!(login.get("code").is_none());
+}
+
+/// Wrong codes count against the account across logins, so signing in again with the
+/// password gives no fresh guesses: the account locks after five failed checks.
+#[tokio::test]
+async fn wrong_codes_lock_the_account() {
+    let server = TestServer::start().await;
+    let member = server.create_member("codes-lock@example.com", false).await;
+    let (secret, _) = enroll_totp(&server, &member).await;
+    let wrong = if totp(&server, &secret, 0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let login = password_login(&server, &member).await;
+        for _ in 0..2 {
+            let (status, _) = post(
+                &server,
+                "auth/mfa/verify",
+                json!({"login": login["login"], "token": wrong}),
+            )
+            .await;
+            statuses.push(status);
+        }
+    }
+    assert_eq!(statuses[..5], [400, 400, 400, 400, 400], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+
+    let response = server
+        .post_json(
+            "auth/login",
+            json!({"email": member.email, "password": member.password,
+                "codeChallenge": common::CHALLENGE, "codeChallengeMethod": "S256"}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        429,
+        "the right password waits for the lock"
+    );
 }

@@ -10,7 +10,9 @@ use medgate_store::{StoreError, WriteOp};
 use tracing::{info, instrument, warn};
 
 use super::email_code::CodeCheck;
-use super::{MfaMethod, allowed_methods, enrolled_methods, set_enrolled_methods};
+use super::{
+    MfaMethod, allowed_methods, enrolled_methods, login_needs_mfa_check, set_enrolled_methods,
+};
 use crate::Services;
 use crate::clock::fhir_instant;
 use crate::error::{ServiceError, ServiceResult};
@@ -198,9 +200,6 @@ impl Services {
     /// The count is written with the login's version, so concurrent attempts retry against
     /// the new count instead of overwriting it.
     pub(super) async fn reserve_mfa_attempt(&self, mut login: Login) -> ServiceResult<Login> {
-        // The account's lock counts MFA codes too, across all of the user's logins, so signing
-        // in again with the password does not buy more guesses.
-        self.reserve_sign_in_attempt(&login.user).await?;
         for _ in 0..20 {
             let used = login.mfa_attempts.unwrap_or(0);
             if used >= self.config.mfa_max_attempts {
@@ -209,7 +208,17 @@ impl Services {
             }
             login.mfa_attempts = Some(used + 1);
             match self.repo.update(&login, &WriteContext::system(None)).await {
-                Ok(updated) => return Ok(updated),
+                Ok(updated) => {
+                    // The account's lock counts MFA codes too, across all of the user's
+                    // logins, so signing in again does not buy more guesses. The first code
+                    // of a sign-in uses the attempt its password step kept counted (see
+                    // `password_login`); the versioned write above gives each request its
+                    // own `used`, so only one request can be that first code.
+                    if used > 0 || !login_needs_mfa_check(&updated) {
+                        self.reserve_sign_in_attempt(&updated.user).await?;
+                    }
+                    return Ok(updated);
+                }
                 Err(ServiceError::PreconditionFailed) => {
                     login = self.repo.read(&login.id).await?;
                 }

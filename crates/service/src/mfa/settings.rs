@@ -27,8 +27,13 @@ pub struct MfaStatus {
     pub mfa_required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    pub enroll_uri: String,
-    pub enroll_qr_code: String,
+    /// The `otpauth://` URI with the TOTP secret, only while TOTP is not enrolled. Medplum
+    /// returns it always, so anyone holding an access token could copy an enrolled
+    /// authenticator; the field is optional for clients, which show it only to enroll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enroll_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enroll_qr_code: Option<String>,
 }
 
 fn invalid(message: &str) -> ServiceError {
@@ -125,8 +130,13 @@ impl Services {
         let user = self.settings_user(&auth.login).await?;
         let user = self.ensure_totp_secret(user).await?;
         let project = self.caller_mfa_project(auth, &user).await;
-        let (enroll_uri, enroll_qr_code) = self.totp_enrollment(&user, Some(&project))?;
         let enrolled = enrolled_methods(&user);
+        let (enroll_uri, enroll_qr_code) = if enrolled.contains(&MfaMethod::Totp) {
+            (None, None)
+        } else {
+            let (uri, qr_code) = self.totp_enrollment(&user, Some(&project))?;
+            (Some(uri), Some(qr_code))
+        };
         Ok(MfaStatus {
             enrolled: !enrolled.is_empty(),
             enrolled_methods: method_names(&enrolled),
