@@ -54,9 +54,9 @@ pub enum WriteOp {
     /// [`StoreError::Duplicate`] when a row with the same id is queued already.
     Enqueue(OutboxMessage),
     /// Adds `fields` to the rest-hook notifications of the resource `resource_type/id` that
-    /// the same batch creates or updates. The store itself ignores this op, so it keeps none
-    /// of these values: it lets a value that must never be stored, such as the one-time
-    /// secret of a set-password link, reach the project's own email sender.
+    /// the same batch creates or updates. The store itself ignores this op and keeps none of
+    /// these values, so a value that must never be stored, such as the one-time secret of a
+    /// set-password link, can still reach a project's own email sender.
     AddToNotifications {
         resource_type: String,
         id: String,
