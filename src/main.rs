@@ -101,6 +101,8 @@ async fn open_services(settings: &Settings) -> anyhow::Result<Services> {
     if let Some(url) = &settings.recaptcha_verify_url {
         config.recaptcha.verify_url = url.clone();
     }
+    config.auth_rate_limit = settings.auth_rate_limit;
+    config.lockout = settings.lockout;
     Ok(Services::new(
         config,
         store,

@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use medgate_service::Secret;
 use medgate_service::access::IpNet;
+use medgate_service::config::DEFAULT_AUTH_RATE_LIMIT;
 use medgate_service::email::config::SmtpSettings;
+use medgate_store::LockoutPolicy;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -140,6 +142,30 @@ pub struct SettingsArgs {
     /// [default: https://www.google.com/recaptcha/api/siteverify] (config key `recaptchaVerifyUrl`)
     #[arg(long, env = "MEDGATE_RECAPTCHA_VERIFY_URL", global = true)]
     pub recaptcha_verify_url: Option<String>,
+
+    /// Requests per client address per minute on /auth/* and /oauth2/*, or -1 for no limit
+    /// [default: 160] (config key `defaultAuthRateLimit`, Medplum's name)
+    #[arg(
+        long,
+        env = "MEDGATE_DEFAULT_AUTH_RATE_LIMIT",
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub default_auth_rate_limit: Option<i64>,
+
+    /// Failed password or MFA attempts before an account is locked [default: 5]
+    /// (config key `lockoutMaxAttempts`)
+    #[arg(long, env = "MEDGATE_LOCKOUT_MAX_ATTEMPTS", global = true)]
+    pub lockout_max_attempts: Option<u32>,
+
+    /// Seconds of an account's first lock; each further lock doubles it [default: 60]
+    /// (config key `lockoutSeconds`)
+    #[arg(long, env = "MEDGATE_LOCKOUT_SECONDS", global = true)]
+    pub lockout_seconds: Option<u32>,
+
+    /// Maximum seconds of an account lock [default: 3600] (config key `lockoutMaxSeconds`)
+    #[arg(long, env = "MEDGATE_LOCKOUT_MAX_SECONDS", global = true)]
+    pub lockout_max_seconds: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +192,10 @@ struct FileSettings {
     recaptcha_site_key: Option<String>,
     recaptcha_secret_key: Option<Secret<String>>,
     recaptcha_verify_url: Option<String>,
+    default_auth_rate_limit: Option<i64>,
+    lockout_max_attempts: Option<u32>,
+    lockout_seconds: Option<u32>,
+    lockout_max_seconds: Option<u32>,
 }
 
 /// Resolved settings.
@@ -191,6 +221,9 @@ pub struct Settings {
     pub recaptcha_secret_key: Option<Secret<String>>,
     /// `None` means Google's siteverify endpoint.
     pub recaptcha_verify_url: Option<String>,
+    /// Requests per client address per minute on the auth routes; `None` for no limit.
+    pub auth_rate_limit: Option<u32>,
+    pub lockout: LockoutPolicy,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -244,7 +277,46 @@ impl SettingsArgs {
             self.smtp_username.or(file.smtp_username),
             self.smtp_password.or(file.smtp_password),
         )?;
+        let auth_rate_limit = match self
+            .default_auth_rate_limit
+            .or(file.default_auth_rate_limit)
+        {
+            None => Some(DEFAULT_AUTH_RATE_LIMIT),
+            Some(-1) => None,
+            Some(limit) => match u32::try_from(limit) {
+                Ok(limit) if limit > 0 => Some(limit),
+                _ => bail!(
+                    "invalid defaultAuthRateLimit {limit}: use a positive number of requests per minute, or -1 for no limit"
+                ),
+            },
+        };
+        let defaults = LockoutPolicy::default();
+        let seconds = |value: Option<u32>, default: chrono::Duration| {
+            value.map_or(default, |seconds| {
+                chrono::Duration::seconds(i64::from(seconds))
+            })
+        };
+        let lockout = LockoutPolicy {
+            max_attempts: self
+                .lockout_max_attempts
+                .or(file.lockout_max_attempts)
+                .unwrap_or(defaults.max_attempts),
+            first_lock: seconds(
+                self.lockout_seconds.or(file.lockout_seconds),
+                defaults.first_lock,
+            ),
+            max_lock: seconds(
+                self.lockout_max_seconds.or(file.lockout_max_seconds),
+                defaults.max_lock,
+            ),
+            forget_after: defaults.forget_after,
+        };
+        if lockout.max_attempts == 0 {
+            bail!("invalid lockoutMaxAttempts 0: an account needs at least one attempt");
+        }
         Ok(Settings {
+            auth_rate_limit,
+            lockout,
             port,
             bind: self
                 .bind
@@ -445,6 +517,50 @@ mod tests {
             settings.trusted_proxies,
             vec!["192.168.0.0/16".parse().unwrap()]
         );
+    }
+
+    #[test]
+    fn abuse_limits_from_flags_and_file() {
+        let settings = resolve(&[]).unwrap();
+        assert_eq!(settings.auth_rate_limit, Some(160));
+        assert_eq!(settings.lockout, LockoutPolicy::default());
+
+        let settings = resolve(&[
+            "--default-auth-rate-limit",
+            "-1",
+            "--lockout-max-attempts",
+            "3",
+            "--lockout-seconds",
+            "30",
+            "--lockout-max-seconds",
+            "600",
+        ])
+        .unwrap();
+        assert_eq!(settings.auth_rate_limit, None);
+        assert_eq!(settings.lockout.max_attempts, 3);
+        assert_eq!(settings.lockout.first_lock, chrono::Duration::seconds(30));
+        assert_eq!(settings.lockout.max_lock, chrono::Duration::minutes(10));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("medgate.json");
+        std::fs::write(
+            &file,
+            r#"{"defaultAuthRateLimit": 20, "lockoutMaxAttempts": 7}"#,
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let settings = resolve(&["--config", file]).unwrap();
+        assert_eq!(settings.auth_rate_limit, Some(20));
+        assert_eq!(settings.lockout.max_attempts, 7);
+        let settings = resolve(&["--config", file, "--default-auth-rate-limit", "5"]).unwrap();
+        assert_eq!(settings.auth_rate_limit, Some(5), "a flag beats the file");
+
+        for bad in [
+            &["--default-auth-rate-limit", "0"][..],
+            &["--lockout-max-attempts", "0"],
+        ] {
+            assert!(resolve(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

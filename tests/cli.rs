@@ -19,6 +19,10 @@ struct Server {
 }
 
 fn start(data_dir: &std::path::Path, port: u16) -> Server {
+    start_with_args(data_dir, port, &[])
+}
+
+fn start_with_args(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_medgate"))
         .args([
             "--port",
@@ -28,6 +32,7 @@ fn start(data_dir: &std::path::Path, port: u16) -> Server {
             "--log-format",
             "json",
         ])
+        .args(extra)
         .env_remove("MEDGATE_ADMIN_PASSWORD")
         .env("MEDGATE_ADMIN_EMAIL", "Owner@Example.com")
         .stdout(Stdio::piped())
@@ -87,6 +92,10 @@ fn help_documents_settings() {
         "--data-dir",
         "--log-format",
         "--config",
+        "--default-auth-rate-limit",
+        "--lockout-max-attempts",
+        "--lockout-seconds",
+        "--lockout-max-seconds",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -165,4 +174,30 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test]
+async fn auth_rate_limit_flag_applies() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start_with_args(data.path(), port, &["--default-auth-rate-limit", "2"]);
+    wait_ready(port).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/auth/login"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"requests\";q=2;w=60"
+        );
+        statuses.push(response.status().as_u16());
+    }
+    let (exit, _, stderr) = stop(server);
+    assert!(exit.success(), "{stderr}");
+    assert_eq!(statuses, [400, 400, 429]);
 }

@@ -141,6 +141,16 @@ impl OperationOutcome {
         )
     }
 
+    /// A 429 outcome with a text that says what was limited and when to retry.
+    pub fn throttled(text: &str) -> Self {
+        Self::single(
+            Some("too-many-requests"),
+            "error",
+            IssueCode::Throttled,
+            text,
+        )
+    }
+
     pub fn payload_too_large(text: &str) -> Self {
         Self::single(None, "error", IssueCode::TooLong, text)
     }

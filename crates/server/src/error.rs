@@ -81,14 +81,30 @@ impl IntoResponse for OutcomeError {
         if matches!(self.0, ServiceError::Unauthorized) {
             return unauthorized();
         }
-        match self.0.fhir_outcome() {
+        let mut response = match self.0.fhir_outcome() {
             Some((status, outcome)) => fhir_json(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
                 &outcome,
             ),
-            None => internal(ErrorFormat::Outcome, self.0.to_string()),
+            None => return internal(ErrorFormat::Outcome, self.0.to_string()),
+        };
+        if let ServiceError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } = self.0
+            && let Some(seconds) = retry_after_seconds
+        {
+            set_retry_after(&mut response, seconds);
         }
+        response
     }
+}
+
+/// Sets `Retry-After` in seconds (RFC 9110 §10.2.3), which RFC 6585 §4 suggests for 429.
+pub fn set_retry_after(response: &mut Response, seconds: u64) {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
 /// 401 with `WWW-Authenticate` (RFC 6750 §3) so clients know to send a bearer token.
@@ -126,14 +142,21 @@ impl IntoResponse for OAuthError {
             ServiceError::PreconditionFailed => {
                 (OAuthErrorCode::InvalidGrant, "Invalid grant".to_string())
             }
-            ServiceError::TooManyRequests => (
-                OAuthErrorCode::InvalidRequest,
-                "Too many requests".to_string(),
-            ),
             ServiceError::MultipleMatches => (
                 OAuthErrorCode::InvalidRequest,
                 "Multiple resources found matching condition".to_string(),
             ),
+            ServiceError::TooManyRequests {
+                message,
+                retry_after_seconds,
+            } => {
+                let mut response = oauth_error(OAuthErrorCode::InvalidRequest, &message);
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                if let Some(seconds) = retry_after_seconds {
+                    set_retry_after(&mut response, seconds);
+                }
+                return response;
+            }
             ServiceError::InEntry { error, .. } => return OAuthError(*error).into_response(),
             ServiceError::Store(error) => return internal(ErrorFormat::OAuth, error.to_string()),
             ServiceError::Internal(message) => return internal(ErrorFormat::OAuth, message),
@@ -196,10 +219,9 @@ impl IntoResponse for PageError {
                 StatusCode::PRECONDITION_FAILED,
                 "Multiple resources found matching condition".to_string(),
             ),
-            ServiceError::TooManyRequests => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts; please sign in again later".to_string(),
-            ),
+            ServiceError::TooManyRequests { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, message)
+            }
             ServiceError::InEntry { error, .. } => return PageError(*error).into_response(),
             ServiceError::Store(error) => return internal(ErrorFormat::Html, error.to_string()),
             ServiceError::Internal(message) => return internal(ErrorFormat::Html, message),
@@ -241,6 +263,13 @@ mod tests {
             (
                 ServiceError::MultipleMatches,
                 StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                ServiceError::TooManyRequests {
+                    message: "m".into(),
+                    retry_after_seconds: Some(5),
+                },
+                StatusCode::TOO_MANY_REQUESTS,
             ),
             (
                 ServiceError::InEntry {

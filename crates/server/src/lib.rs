@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod pages;
+pub mod rate_limit;
 pub mod routes;
 
 use std::future::Future;
@@ -40,6 +41,10 @@ pub fn app(state: AppState) -> Router {
                 &OperationOutcome::bad_request("Method not allowed", None),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_auth_requests,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::finish_errors))

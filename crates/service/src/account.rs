@@ -287,7 +287,10 @@ impl Services {
         let mut user: User = self.repo.read_reference(&auth.login.user).await?;
 
         // oldPassword: must match the stored hash. An account without a password (signed up
-        // through an identity provider) verifies against a decoy and fails the same way.
+        // through an identity provider) verifies against a decoy and fails the same way. The
+        // check spends an attempt of the account's sign-in lockout, so a stolen session
+        // cannot guess the password faster than the sign-in page allows.
+        self.reserve_sign_in_attempt(&auth.login.user).await?;
         let mut verified_hash = user.password_hash.clone();
         let verification = self
             .passwords
@@ -300,6 +303,7 @@ impl Services {
                 "oldPassword",
             ));
         }
+        self.clear_sign_in_attempts(&auth.login.user).await?;
 
         // The new hash and the revocations are one batch, so no session survives a password
         // change that committed. A batch fails when another request changed the user or one

@@ -1,10 +1,14 @@
 //! Settings the services need, already resolved from flags, environment and file.
 
 use chrono::Duration;
+use medgate_store::LockoutPolicy;
 
 use crate::access::IpNet;
 use crate::email::config::EmailConfig;
 use crate::secret::Secret;
+
+/// Requests per client address per minute on `/auth/*` and `/oauth2/*` unless configured.
+pub const DEFAULT_AUTH_RATE_LIMIT: u32 = 160;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -46,6 +50,11 @@ pub struct ServiceConfig {
     /// reCAPTCHA checks for registration and password reset. Without a secret key the server's
     /// own site key needs no check, as in Medplum, but project site keys are always checked.
     pub recaptcha: RecaptchaConfig,
+    /// Failed password and MFA attempts per account before it is locked, and the lock lengths.
+    pub lockout: LockoutPolicy,
+    /// Requests per client address per minute on `/auth/*` and `/oauth2/*` (Medplum's
+    /// `defaultAuthRateLimit`), or `None` for no limit.
+    pub auth_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +102,9 @@ impl ServiceConfig {
             app_base_url: base_url.clone(),
             register_enabled: true,
             recaptcha: RecaptchaConfig::default(),
+            lockout: LockoutPolicy::default(),
+            // Medplum's default in its rate-limit middleware; its configuration page says 60.
+            auth_rate_limit: Some(DEFAULT_AUTH_RATE_LIMIT),
         }
     }
 

@@ -59,9 +59,14 @@ pub enum ServiceError {
     Conflict(String),
     #[error("precondition failed")]
     PreconditionFailed,
-    /// An attempt limit was reached, such as the MFA codes allowed per login.
-    #[error("too many requests")]
-    TooManyRequests,
+    /// Too many requests or attempts. With `retry_after_seconds` the caller may retry after
+    /// that long (the HTTP `Retry-After` value of RFC 9110 §10.2.3); without, not at all
+    /// with the same login, such as after the MFA codes allowed per login.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: Option<u64>,
+    },
     /// The search of a conditional create, update or delete found more than one resource.
     #[error("multiple resources found matching condition")]
     MultipleMatches,
@@ -124,7 +129,7 @@ impl ServiceError {
                 OperationOutcome::conflict("A resource with this id already exists"),
             ),
             Self::PreconditionFailed => (412, OperationOutcome::precondition_failed()),
-            Self::TooManyRequests => (429, OperationOutcome::too_many_requests()),
+            Self::TooManyRequests { message, .. } => (429, OperationOutcome::throttled(message)),
             Self::MultipleMatches => (412, OperationOutcome::multiple_matches()),
             Self::InEntry { index, error } => {
                 let (status, outcome) = error.fhir_outcome()?;

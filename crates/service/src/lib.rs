@@ -17,6 +17,7 @@ pub mod error;
 pub mod fhir_rest;
 pub mod grants;
 pub mod keys;
+pub mod lockout;
 pub mod login;
 pub mod mfa;
 pub mod password;
@@ -24,6 +25,7 @@ pub mod password_reset;
 pub mod patient_registration;
 pub mod pkce;
 pub mod random;
+pub mod rate_limit;
 pub mod recaptcha;
 pub mod registration;
 pub mod repo;
@@ -50,6 +52,7 @@ use clock::Clock;
 use keys::KeyRing;
 use password::PasswordHasher;
 use random::Random;
+use rate_limit::RateLimiter;
 use repo::Repo;
 use session_cache::AuthCache;
 
@@ -63,6 +66,8 @@ pub struct Services {
     pub passwords: PasswordHasher,
     /// Wakes the outbox sender when this process queues a row.
     pub outbox_wake: delivery::Wake,
+    /// Requests per client address on `/auth/*` and `/oauth2/*`, counted in this process.
+    pub auth_rate_limiter: RateLimiter,
     auth_cache: AuthCache,
 }
 
@@ -93,6 +98,7 @@ impl Services {
             keys: KeyRing::default(),
             passwords,
             outbox_wake,
+            auth_rate_limiter: RateLimiter::default(),
         }
     }
 

@@ -131,6 +131,19 @@ impl Services {
         let user = self
             .find_user_by_email(&email, project_id.as_deref())
             .await?;
+
+        // lockout: a known account spends one reserved attempt on this check, and a locked
+        // one is rejected before its password is checked. The count is keyed by user, so typed
+        // addresses add no rows. An unknown email runs a write of the same kind instead, a
+        // delete that matches nothing, so both cases take about the same time.
+        match &user {
+            Some(user) => self.reserve_sign_in_attempt(&user.reference()).await?,
+            None => {
+                let nobody = Reference::new("User", &uuid_v4(self.random()));
+                self.clear_sign_in_attempts(&nobody).await?;
+            }
+        }
+
         let hash = user.as_ref().and_then(|user| user.password_hash.clone());
         let verification = self
             .passwords
@@ -149,6 +162,11 @@ impl Services {
                 ));
             }
         };
+        // A user with a second factor keeps this attempt counted until the code is right, so
+        // a caller who knows only the password cannot reset the count of MFA guesses.
+        if crate::mfa::enrolled_methods(&user).is_empty() {
+            self.clear_sign_in_attempts(&user.reference()).await?;
+        }
         let user = if needs_rehash {
             self.rehash_password(user, &request.password).await
         } else {

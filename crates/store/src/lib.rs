@@ -8,6 +8,7 @@
 //! than `medgate_fhir::search::INDEX_VERSION`, rebuilds them before it returns.
 
 mod error;
+mod lockout;
 mod postgres;
 mod search_sql;
 mod sql;
@@ -20,6 +21,7 @@ use medgate_fhir::search::{Restriction, SearchRequest};
 use serde_json::Value;
 
 pub use error::StoreError;
+pub use lockout::{AttemptReservation, AttemptState, LockoutPolicy};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -173,6 +175,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database responds.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Reserves one password or MFA attempt for `account` before it is checked, by counting
+    /// it under `policy` in one transaction. Reservations of one account are serialized, even
+    /// across server processes, so no more attempts are granted than the policy allows.
+    async fn reserve_attempt(
+        &self,
+        account: &str,
+        policy: &LockoutPolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<AttemptReservation>;
+
+    /// Forgets the attempts, the lock and the lock level of `account` after a successful check.
+    async fn clear_attempts(&self, account: &str) -> StoreResult<()>;
 }
 
 /// Opens the store named by a `sqlite://…` or `postgres://…` URL and applies pending migrations.

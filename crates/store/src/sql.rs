@@ -146,6 +146,20 @@ pub(crate) const UPDATE_INDEX_VERSION: &str =
 pub(crate) const SELECT_REINDEX_BATCH: &str = "SELECT resource_type, id, content FROM resources \
     WHERE deleted = FALSE AND (resource_type, id) > ($1, $2) ORDER BY resource_type, id LIMIT $3";
 
+/// Creates the attempt row of an account unless it exists, so the next statement can lock it.
+pub(crate) const INSERT_ATTEMPTS: &str = "INSERT INTO sign_in_attempts \
+    (account, attempts, locks, locked_until, last_attempt_at) VALUES ($1, 0, 0, NULL, $2) \
+    ON CONFLICT (account) DO NOTHING";
+
+/// Reads the attempt row of an account. Each back end appends its row lock, if it has one.
+pub(crate) const SELECT_ATTEMPTS: &str = "SELECT attempts, locks, locked_until, last_attempt_at \
+    FROM sign_in_attempts WHERE account = $1";
+
+pub(crate) const UPDATE_ATTEMPTS: &str = "UPDATE sign_in_attempts \
+    SET attempts = $2, locks = $3, locked_until = $4, last_attempt_at = $5 WHERE account = $1";
+
+pub(crate) const DELETE_ATTEMPTS: &str = "DELETE FROM sign_in_attempts WHERE account = $1";
+
 /// A value bound to a placeholder of a built statement.
 pub(crate) enum Bind {
     Text(String),

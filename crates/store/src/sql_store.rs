@@ -17,9 +17,13 @@ macro_rules! impl_store {
         use sqlx::Row as _;
         use tracing::{error, info};
 
+        use crate::lockout::{from_millis, to_millis};
         use crate::search_sql;
         use crate::sql::{self, Bind, Row, Statement};
-        use crate::{Change, OutboxMessage, SearchScope, Store, StoreError, WriteOp};
+        use crate::{
+            AttemptReservation, AttemptState, LockoutPolicy, Change, OutboxMessage, SearchScope,
+            Store, StoreError, WriteOp,
+        };
 
         /// Resources re-indexed per transaction when the extraction rules change.
         const REINDEX_BATCH: i64 = 500;
@@ -454,6 +458,57 @@ macro_rules! impl_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query::<$db>("SELECT 1")
                     .execute(self.reader())
+                    .await?;
+                Ok(())
+            }
+
+            async fn reserve_attempt(
+                &self,
+                account: &str,
+                policy: &LockoutPolicy,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<AttemptReservation, StoreError> {
+                // The row is created first so that the SELECT can lock it: on PostgreSQL a
+                // concurrent reservation of the same account waits at the lock and then reads
+                // the count this one wrote. SQLite's single writer connection serializes the
+                // whole transaction anyway.
+                let mut tx = self.writer().begin().await?;
+                sqlx::query::<$db>(sql::INSERT_ATTEMPTS)
+                    .bind(account)
+                    .bind(to_millis(now))
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query::<$db>(&format!("{}{}", sql::SELECT_ATTEMPTS, $lock_rows))
+                    .bind(account)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let state = AttemptState {
+                    attempts: row.try_get("attempts")?,
+                    locks: row.try_get("locks")?,
+                    locked_until: row
+                        .try_get::<Option<i64>, _>("locked_until")?
+                        .map(from_millis),
+                    last_attempt_at: from_millis(row.try_get("last_attempt_at")?),
+                };
+                let (reservation, next) = policy.reserve(state, now);
+                if let Some(next) = next {
+                    sqlx::query::<$db>(sql::UPDATE_ATTEMPTS)
+                        .bind(account)
+                        .bind(next.attempts)
+                        .bind(next.locks)
+                        .bind(next.locked_until.map(to_millis))
+                        .bind(to_millis(next.last_attempt_at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(reservation)
+            }
+
+            async fn clear_attempts(&self, account: &str) -> Result<(), StoreError> {
+                sqlx::query::<$db>(sql::DELETE_ATTEMPTS)
+                    .bind(account)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }

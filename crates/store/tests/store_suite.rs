@@ -84,6 +84,10 @@ store_cases!(
     search_patient_compartment,
     search_agrees_with_matches,
     search_same_instant_creation_order,
+    attempts_lock_at_limit,
+    attempts_separate_per_account,
+    clear_attempts_resets_count,
+    concurrent_reservations_capped,
     outbox_claim_lease_finish,
     outbox_rolls_back_with_batch,
     outbox_retry_and_abandon,
@@ -96,6 +100,9 @@ store_cases!(
 mod search_cases;
 use search_cases::*;
 
+#[path = "store_suite/lockout_cases.rs"]
+mod lockout_cases;
+use lockout_cases::*;
 #[path = "store_suite/outbox_cases.rs"]
 mod outbox_cases;
 use outbox_cases::*;

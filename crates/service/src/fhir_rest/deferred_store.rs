@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use medgate_store::{Change, OutboxMessage, SearchScope, Store, StoreError, StoreResult, WriteOp};
+use medgate_store::{
+    AttemptReservation, Change, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError,
+    StoreResult, WriteOp,
+};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -205,6 +208,20 @@ impl Store for DeferredStore {
     async fn ping(&self) -> StoreResult<()> {
         self.committed.ping().await
     }
+
+    /// Counts at once: an attempt counts whether or not the transaction commits.
+    async fn reserve_attempt(
+        &self,
+        account: &str,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<AttemptReservation> {
+        self.committed.reserve_attempt(account, policy, now).await
+    }
+
+    async fn clear_attempts(&self, account: &str) -> StoreResult<()> {
+        self.committed.clear_attempts(account).await
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +275,17 @@ mod tests {
         }
         async fn ping(&self) -> StoreResult<()> {
             Ok(())
+        }
+        async fn reserve_attempt(
+            &self,
+            _: &str,
+            _: &LockoutPolicy,
+            _: DateTime<Utc>,
+        ) -> StoreResult<AttemptReservation> {
+            panic!("no test here signs in")
+        }
+        async fn clear_attempts(&self, _: &str) -> StoreResult<()> {
+            panic!("no test here signs in")
         }
     }
 

@@ -198,14 +198,14 @@ impl Services {
     /// The count is written with the login's version, so concurrent attempts retry against
     /// the new count instead of overwriting it.
     pub(super) async fn reserve_mfa_attempt(&self, mut login: Login) -> ServiceResult<Login> {
-        // TODO: also count the attempt against the user, across all their logins — the
-        // per-account counter of the lockout work is not on this branch, and the per-login
-        // limit plus the login lifetime still bound guesses per password entry.
+        // The account's lock counts MFA codes too, across all of the user's logins, so signing
+        // in again with the password does not buy more guesses.
+        self.reserve_sign_in_attempt(&login.user).await?;
         for _ in 0..20 {
             let used = login.mfa_attempts.unwrap_or(0);
             if used >= self.config.mfa_max_attempts {
                 warn!(login_id = %login.id, "MFA attempt limit reached");
-                return Err(ServiceError::TooManyRequests);
+                return Err(too_many_mfa_attempts());
             }
             login.mfa_attempts = Some(used + 1);
             match self.repo.update(&login, &WriteContext::system(None)).await {
@@ -216,7 +216,7 @@ impl Services {
                 Err(error) => return Err(error),
             }
         }
-        Err(ServiceError::TooManyRequests)
+        Err(too_many_mfa_attempts())
     }
 
     /// Marks a login as having passed MFA, consumes its emailed code, resets its attempt
@@ -252,7 +252,10 @@ impl Services {
                 });
             }
             match self.repo.store.write(batch).await {
-                Ok(()) => return Ok(written),
+                Ok(()) => {
+                    self.clear_sign_in_attempts(&written.user).await?;
+                    return Ok(written);
+                }
                 Err(StoreError::AlreadyClaimed(_)) => {
                     warn!(login_id = %login.id, "MFA code used a second time");
                     return Err(invalid("Invalid MFA token"));
@@ -279,5 +282,13 @@ impl Services {
             return Err(invalid("MFA is only available to users"));
         }
         self.login_user(login).await
+    }
+}
+
+/// The answer once a login used up its MFA codes: the user must enter the password again.
+fn too_many_mfa_attempts() -> ServiceError {
+    ServiceError::TooManyRequests {
+        message: "Too many attempts; please sign in again later".to_string(),
+        retry_after_seconds: None,
     }
 }

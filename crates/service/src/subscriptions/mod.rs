@@ -15,7 +15,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medgate_fhir::search::{MAX_COUNT, SearchRequest};
-use medgate_store::{Change, OutboxMessage, SearchScope, Store, StoreError, StoreResult, WriteOp};
+use medgate_store::{
+    AttemptReservation, Change, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError,
+    StoreResult, WriteOp,
+};
 use serde_json::{Map, Value, json};
 
 pub use criteria::{
@@ -233,6 +236,19 @@ impl Store for NotifyingStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
+    }
+
+    async fn reserve_attempt(
+        &self,
+        account: &str,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<AttemptReservation> {
+        self.inner.reserve_attempt(account, policy, now).await
+    }
+
+    async fn clear_attempts(&self, account: &str) -> StoreResult<()> {
+        self.inner.clear_attempts(account).await
     }
 }
 

@@ -272,6 +272,14 @@ pub async fn sign_in(
         Err(ServiceError::Invalid { message, .. }) => {
             return sign_in_page(&state, &valid, Some(&message), StatusCode::BAD_REQUEST);
         }
+        Err(ServiceError::TooManyRequests { message, .. }) => {
+            return sign_in_page(
+                &state,
+                &valid,
+                Some(&message),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
         Err(error) => return PageError(error).into_response(),
     };
     if let Some(code) = &response.code {
