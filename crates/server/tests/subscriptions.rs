@@ -504,3 +504,186 @@ async fn invite_fires_user_security_request_hook() {
         "the secret hash left the server"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Custom emails: with `sendEmail: false` the project's own endpoint gets the clear secret of
+// the set-password link in the notification, as Medplum's custom-email Bots do.
+
+/// Files the outbox sender wrote to the mail directory.
+fn sent_emails(server: &TestServer) -> usize {
+    std::fs::read_dir(server.mail_dir()).map_or(0, Iterator::count)
+}
+
+/// Waits until the outbox sender has written `count` emails.
+async fn wait_for_sent_emails(server: &TestServer, count: usize) {
+    for _ in 0..200 {
+        if sent_emails(server) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "expected {count} sent emails, found {}",
+        sent_emails(server)
+    );
+}
+
+/// Invites a new Patient, which is project-scoped, into the admin's project.
+async fn invite_patient(
+    server: &TestServer,
+    admin: &common::Member,
+    token: &str,
+    send_email: bool,
+) {
+    let response = server
+        .http
+        .post(server.url(&format!("admin/projects/{}/invite", admin.project_id)))
+        .bearer_auth(token)
+        .json(
+            &json!({"resourceType": "Patient", "firstName": "Jo", "lastName": "Park",
+            "email": "jo@example.com", "sendEmail": send_email}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the invite failed");
+}
+
+/// Starts a server, a receiver and a project admin's rest-hook Subscription on
+/// UserSecurityRequest; returns them with the admin and its access token.
+async fn custom_email_setup() -> (TestServer, Receiver, common::Member, String) {
+    let server = start_server().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (admin, token) = project_member(&server, "h@clinic.example", true).await;
+    fhir_post(
+        &server,
+        &token,
+        "Subscription",
+        subscription("UserSecurityRequest", &receiver.url, json!([])),
+    )
+    .await;
+    (server, receiver, admin, token)
+}
+
+/// Checks what a delivered request with a `secret` allows and what the server keeps: the
+/// stored request has only the hash, and the link built from id and secret sets a password.
+async fn check_custom_email_secret(server: &TestServer, delivered: &Value) {
+    let id = delivered["id"].as_str().unwrap();
+    let secret = delivered["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the notification has no secret: {delivered}"));
+    assert_eq!(
+        delivered.get("secretHash"),
+        None,
+        "the secret hash left the server"
+    );
+
+    let stored = server
+        .services
+        .repo
+        .store
+        .read("UserSecurityRequest", id)
+        .await
+        .unwrap();
+    assert_eq!(stored.get("secret"), None, "the clear secret was stored");
+    assert_eq!(
+        stored["secretHash"].as_str().map(str::len),
+        Some(64),
+        "the stored request has no SHA-256 hash"
+    );
+
+    // The project's sender builds Medplum's link `<appBaseUrl>setpassword/<id>/<secret>`, and
+    // its set-password page posts the two parts.
+    let link = format!(
+        "{}setpassword/{id}/{secret}",
+        server.services.config.app_base_url
+    );
+    let parts: Vec<&str> = link.rsplitn(3, '/').collect();
+    let (status, body) = common::post(
+        server,
+        "auth/setpassword",
+        json!({"id": parts[1], "secret": parts[0], "password": "amber-Falcon-62-meadow"}),
+    )
+    .await;
+    common::assert_all_ok(status, &body);
+}
+
+#[tokio::test]
+async fn invite_without_email_delivers_secret() {
+    let (server, receiver, admin, token) = custom_email_setup().await;
+
+    invite_patient(&server, &admin, &token, false).await;
+
+    let deliveries = receiver.wait_for(1).await;
+    let request = deliveries[0].json();
+    assert_eq!(request["resourceType"], "UserSecurityRequest");
+    assert_eq!(request["type"], "invite");
+    check_custom_email_secret(&server, &request).await;
+
+    let_sender_run().await;
+    assert!(
+        common::queued_emails(&server).await.is_empty(),
+        "an email was queued"
+    );
+    assert_eq!(sent_emails(&server), 0, "an email was sent");
+}
+
+#[tokio::test]
+async fn reset_without_email_delivers_secret() {
+    let (server, receiver, admin, token) = custom_email_setup().await;
+    invite_patient(&server, &admin, &token, false).await;
+    receiver.wait_for(1).await;
+
+    // A project-scoped user needs the projectId; its reset request belongs to the project.
+    let (status, body) = common::post(
+        &server,
+        "auth/resetpassword",
+        json!({"email": "jo@example.com", "projectId": admin.project_id, "sendEmail": false}),
+    )
+    .await;
+    common::assert_all_ok(status, &body);
+
+    let deliveries = receiver.wait_for(2).await;
+    let request = deliveries[1].json();
+    assert_eq!(request["type"], "reset");
+    check_custom_email_secret(&server, &request).await;
+
+    let_sender_run().await;
+    assert!(
+        common::queued_emails(&server).await.is_empty(),
+        "an email was queued"
+    );
+    assert_eq!(sent_emails(&server), 0, "an email was sent");
+}
+
+#[tokio::test]
+async fn emailed_links_keep_secret_from_hooks() {
+    let (server, receiver, admin, token) = custom_email_setup().await;
+
+    invite_patient(&server, &admin, &token, true).await;
+    let (status, body) = common::post(
+        &server,
+        "auth/resetpassword",
+        json!({"email": "jo@example.com", "projectId": admin.project_id}),
+    )
+    .await;
+    common::assert_all_ok(status, &body);
+
+    let deliveries = receiver.wait_for(2).await;
+    for delivery in &deliveries {
+        let request = delivery.json();
+        assert_eq!(request["resourceType"], "UserSecurityRequest");
+        assert_eq!(
+            request.get("secret"),
+            None,
+            "the secret of an emailed {} link reached the hook",
+            request["type"]
+        );
+        assert_eq!(
+            request.get("secretHash"),
+            None,
+            "the secret hash left the server"
+        );
+    }
+    wait_for_sent_emails(&server, 2).await;
+}

@@ -169,7 +169,8 @@ impl Services {
 
     /// Builds the writes of a reset: the new request, every earlier unused reset request of
     /// the user marked used (so only the newest link works, as in Medplum's newest server),
-    /// and the email unless `send_email` is false.
+    /// and the email unless `send_email` is false. Without an email, the clear secret goes
+    /// only into the request's rest-hook notifications, so the project can send its own.
     async fn reset_batch(
         &self,
         user: &User,
@@ -183,6 +184,7 @@ impl Services {
             project_id,
             redirect_uri,
         )?;
+        let secret_for_notifications = prepared.secret_for_notifications();
         let mut batch = vec![prepared.write];
 
         let earlier = SearchRequest::new("UserSecurityRequest")
@@ -217,6 +219,8 @@ impl Services {
                 to: email,
                 values,
             })?);
+        } else {
+            batch.push(secret_for_notifications);
         }
         Ok(batch)
     }

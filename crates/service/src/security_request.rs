@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use medgate_fhir::resources::{TypedResource, User, UserSecurityRequest};
-use medgate_store::WriteOp;
+use medgate_store::{NotificationFields, WriteOp};
+use serde_json::{Map, Value};
 
 use crate::Services;
 use crate::clock::fhir_instant;
@@ -67,6 +68,24 @@ pub struct PreparedSecurityRequest {
     /// `verifyemail/…` for an email verification.
     pub link: Secret<String>,
     pub write: WriteOp,
+}
+
+impl PreparedSecurityRequest {
+    /// Builds the op that puts the clear secret into the rest-hook notifications of this
+    /// request, as Medplum's `secret` field, for a flow that queues no email so the project
+    /// sends its own. The store keeps only `secretHash`.
+    pub fn secret_for_notifications(&self) -> WriteOp {
+        let mut fields = Map::new();
+        fields.insert(
+            "secret".to_string(),
+            Value::String(self.secret.expose().clone()),
+        );
+        WriteOp::AddToNotifications {
+            resource_type: UserSecurityRequest::RESOURCE_TYPE.to_string(),
+            id: self.id.clone(),
+            fields: NotificationFields(fields),
+        }
+    }
 }
 
 impl Services {

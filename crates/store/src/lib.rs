@@ -55,6 +55,26 @@ pub enum WriteOp {
     /// Queues work for a background sender (see [`OutboxMessage`]). The batch fails with
     /// [`StoreError::Duplicate`] when a row with the same id is queued already.
     Enqueue(OutboxMessage),
+    /// Adds `fields` to the rest-hook notifications of the resource `resource_type/id` that
+    /// the same batch creates or updates. The store itself ignores this op and keeps none of
+    /// these values, so a value that must never be stored, such as the one-time secret of a
+    /// set-password link, can still reach a project's own email sender.
+    AddToNotifications {
+        resource_type: String,
+        id: String,
+        fields: NotificationFields,
+    },
+}
+
+/// Fields that only notifications carry (see [`WriteOp::AddToNotifications`]). Their values
+/// are secrets, so `Debug` prints the field names alone.
+#[derive(Clone, PartialEq)]
+pub struct NotificationFields(pub serde_json::Map<String, Value>);
+
+impl std::fmt::Debug for NotificationFields {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 /// A row of the outbox: work that a write queued and a background sender does afterwards,

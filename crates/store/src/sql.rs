@@ -107,7 +107,9 @@ pub(crate) fn changed_keys(batch: &[crate::WriteOp]) -> Vec<(String, String)> {
             crate::WriteOp::Delete {
                 resource_type, id, ..
             } => Some((resource_type.clone(), id.clone())),
-            crate::WriteOp::Claim { .. } | crate::WriteOp::Enqueue(_) => None,
+            crate::WriteOp::Claim { .. }
+            | crate::WriteOp::Enqueue(_)
+            | crate::WriteOp::AddToNotifications { .. } => None,
         })
         .collect()
 }

@@ -277,6 +277,9 @@ macro_rules! impl_store {
                         .map_err(map_insert_error)?;
                     Ok(())
                 }
+                // Only the notifying layer in front of the store reads these fields, and
+                // they must never reach the database.
+                WriteOp::AddToNotifications { .. } => Ok(()),
             }
         }
 

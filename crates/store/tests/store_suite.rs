@@ -92,6 +92,7 @@ store_cases!(
     outbox_rolls_back_with_batch,
     outbox_retry_and_abandon,
     outbox_concurrent_claims_disjoint,
+    notification_fields_not_stored,
     changes_announced_after_commit,
 );
 

@@ -117,7 +117,7 @@ impl DeferredStore {
                 }
                 state.current.insert(key, None);
             }
-            WriteOp::Claim { .. } | WriteOp::Enqueue(_) => {}
+            WriteOp::Claim { .. } | WriteOp::Enqueue(_) | WriteOp::AddToNotifications { .. } => {}
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use medgate_store::{
     AttemptReservation, Change, LockoutPolicy, OutboxMessage, SearchScope, Store, StoreError,
     StoreResult, WriteOp,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub use criteria::{
     INTERACTION_EXTENSION, Interaction, MAX_ATTEMPTS_EXTENSION, SECRET_EXTENSION, fires_on,
@@ -38,6 +38,9 @@ pub const OUTBOX_KIND: &str = "webhook";
 /// Types whose writes never notify: sign-in bookkeeping written on every token request, and
 /// signing keys.
 const SILENT_TYPES: &[&str] = &["Login", "JsonWebKey"];
+
+/// The [`WriteOp::AddToNotifications`] fields of a batch, by resource type and id.
+type AddedFields<'a> = BTreeMap<(&'a str, &'a str), &'a Map<String, Value>>;
 
 /// A [`Store`] that adds the rest-hook notifications of each batch to the batch itself, and
 /// wakes the sender after a batch that queued anything.
@@ -63,9 +66,14 @@ impl NotifyingStore {
         }
     }
 
-    /// Builds the notifications a batch causes. Subscriptions are read once per project in the
-    /// batch, and only for projects with a create or update of a type that may notify.
-    async fn notifications(&self, batch: &[WriteOp]) -> StoreResult<Vec<WriteOp>> {
+    /// Builds the notifications a batch causes, each with the [`WriteOp::AddToNotifications`]
+    /// fields of its resource. Subscriptions are read once per project in the batch, and only
+    /// for projects with a create or update of a type that may notify.
+    async fn notifications(
+        &self,
+        batch: &[WriteOp],
+        added_fields: &AddedFields<'_>,
+    ) -> StoreResult<Vec<WriteOp>> {
         let mut writes_by_project: BTreeMap<&str, Vec<(&Value, Interaction)>> = BTreeMap::new();
         for op in batch {
             let (resource, interaction) = match op {
@@ -91,7 +99,13 @@ impl NotifyingStore {
             for subscription in &subscriptions {
                 for (resource, interaction) in &writes {
                     if fires_on(subscription, resource, *interaction) {
-                        notifications.push(self.notification(subscription, resource));
+                        let fields = added_fields
+                            .get(&(
+                                resource["resourceType"].as_str().unwrap_or_default(),
+                                resource["id"].as_str().unwrap_or_default(),
+                            ))
+                            .copied();
+                        notifications.push(self.notification(subscription, resource, fields));
                     }
                 }
             }
@@ -113,7 +127,12 @@ impl NotifyingStore {
             .await
     }
 
-    fn notification(&self, subscription: &Value, resource: &Value) -> WriteOp {
+    fn notification(
+        &self,
+        subscription: &Value,
+        resource: &Value,
+        added_fields: Option<&Map<String, Value>>,
+    ) -> WriteOp {
         let now = self.clock.now();
         let max_attempts =
             criteria::extension(subscription, MAX_ATTEMPTS_EXTENSION, "valueInteger")
@@ -125,6 +144,7 @@ impl NotifyingStore {
                 "subscription": subscription["id"],
                 "resource": resource,
                 "maxAttempts": max_attempts,
+                "addedFields": added_fields,
             }),
             attempts: 0,
             due_at: now,
@@ -160,8 +180,24 @@ impl Store for NotifyingStore {
         self.inner.count(scope).await
     }
 
-    async fn write(&self, mut batch: Vec<WriteOp>) -> StoreResult<()> {
-        let notifications = self.notifications(&batch).await?;
+    async fn write(&self, batch: Vec<WriteOp>) -> StoreResult<()> {
+        // The added fields go only into notifications, never to the store.
+        let (additions, mut batch): (Vec<WriteOp>, Vec<WriteOp>) = batch
+            .into_iter()
+            .partition(|op| matches!(op, WriteOp::AddToNotifications { .. }));
+        let mut added_fields = AddedFields::new();
+        for op in &additions {
+            if let WriteOp::AddToNotifications {
+                resource_type,
+                id,
+                fields,
+            } = op
+            {
+                added_fields.insert((resource_type, id), &fields.0);
+            }
+        }
+
+        let notifications = self.notifications(&batch, &added_fields).await?;
         let queues =
             !notifications.is_empty() || batch.iter().any(|op| matches!(op, WriteOp::Enqueue(_)));
         batch.extend(notifications);
@@ -251,7 +287,17 @@ impl Services {
         self.check_subscription_author(subscription_id, &subscription)
             .await?;
 
-        let resource = present_to_project_admin(row.payload["resource"].clone());
+        // Fields added by the writing flow, such as the clear secret of a set-password link
+        // whose email the project sends itself, go in after the secret filter. Only
+        // subscriptions of project admins (checked above) are delivered, as for Medplum's
+        // custom-email Bots, which read `UserSecurityRequest.secret`.
+        let mut resource = present_to_project_admin(row.payload["resource"].clone());
+        if let (Some(object), Some(added_fields)) = (
+            resource.as_object_mut(),
+            row.payload["addedFields"].as_object(),
+        ) {
+            object.extend(added_fields.clone());
+        }
         let body = serde_json::to_vec(&resource).map_err(|error| {
             DeliveryError::Permanent(format!("the queued resource is not serializable: {error}"))
         })?;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use medgate_store::{OutboxMessage, Store, StoreError, WriteOp};
+use medgate_store::{NotificationFields, OutboxMessage, Store, StoreError, WriteOp};
 use serde_json::json;
 
 use super::{new_id, stamp, update, user, write};
@@ -162,4 +162,44 @@ pub(super) async fn outbox_concurrent_claims_disjoint(store: Arc<dyn Store>) {
     let distinct: BTreeSet<&String> = all.iter().collect();
     assert_eq!(all.len(), 40, "every row claimed once: {all:?}");
     assert_eq!(distinct.len(), 40);
+}
+
+/// Fields for notifications go nowhere in the store: not into the resource, its history or
+/// the outbox, and not into the batch's `Debug` output.
+pub(super) async fn notification_fields_not_stored(store: Arc<dyn Store>) {
+    let id = new_id();
+    let resource = stamp(
+        user("n@example.com"),
+        &id,
+        &new_id(),
+        "2025-01-01T00:00:00.000Z",
+    );
+    let mut fields = serde_json::Map::new();
+    fields.insert("secret".to_string(), json!("clear-secret-value"));
+    let batch = vec![
+        WriteOp::AddToNotifications {
+            resource_type: "User".to_string(),
+            id: id.clone(),
+            fields: NotificationFields(fields),
+        },
+        WriteOp::Create(resource.clone()),
+    ];
+    assert!(
+        !format!("{batch:?}").contains("clear-secret-value"),
+        "Debug printed a notification field's value"
+    );
+    write(&*store, batch).await;
+
+    let stored = store.read("User", &id).await.unwrap();
+    assert_eq!(stored, resource, "the stored resource changed");
+    let history = store.history("User", &id).await.unwrap();
+    assert_eq!(history, [resource], "the history gained an entry");
+    assert!(
+        store
+            .claim_outbox("webhook", at(0), at(100), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the store queued a notification itself"
+    );
 }

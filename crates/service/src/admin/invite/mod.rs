@@ -171,7 +171,9 @@ impl Services {
         writes.push(membership);
 
         // set-password request: only a new user needs one. Its secret is stored as a SHA-256
-        // hash and leaves the server only in the queued email.
+        // hash and leaves the server only in the queued email or, when no email is queued, in
+        // the rest-hook notifications of the request, so the project can send its own.
+        let sends_email = invite.email.is_some() && invite.request.send_email != Some(false);
         let set_password_url = if existing_user.is_none() {
             // The request belongs to the inviting project, so its admins can see it.
             let prepared = self.prepare_security_request(
@@ -180,6 +182,9 @@ impl Services {
                 Some(&project.id),
                 None,
             )?;
+            if !sends_email {
+                writes.push(prepared.secret_for_notifications());
+            }
             writes.push(prepared.write);
             Some(prepared.link)
         } else {
@@ -190,7 +195,7 @@ impl Services {
         // existing one, queued in this batch so it is sent if and only if the invite is
         // written.
         if let Some(email) = &invite.email
-            && invite.request.send_email != Some(false)
+            && sends_email
         {
             let request = self.invite_email(&project, &invite, email, set_password_url.as_ref());
             writes.push(self.queue_email(&request)?);
