@@ -159,11 +159,6 @@ async fn project_member(server: &TestServer, email: &str, admin: bool) -> (commo
     (member, token)
 }
 
-/// Time for the sender to make an attempt that the test cannot observe directly.
-async fn let_sender_run() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
 #[tokio::test]
 async fn rest_hook_posts_signed_resource() {
     let server = start_server().await;
@@ -203,7 +198,7 @@ async fn rest_hook_posts_signed_resource() {
         Some(hmac_sha256_hex(secret.as_bytes(), &delivery.body))
     );
 
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(receiver.deliveries().len(), 1, "delivered more than once");
 }
 
@@ -239,7 +234,7 @@ async fn other_projects_do_not_fire() {
     let deliveries = receiver.wait_for(1).await;
     assert_eq!(deliveries[0].json()["id"], own["id"]);
     assert_eq!(deliveries[0].header("x-signature"), None);
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(
         receiver.deliveries().len(),
         1,
@@ -301,7 +296,7 @@ async fn service_writes_fire_with_criteria() {
         deliveries[0].json()["user"]["reference"],
         format!("User/{}", member.user_id)
     );
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(receiver.deliveries().len(), 1);
 }
 
@@ -326,7 +321,7 @@ async fn rest_hook_retries_until_success() {
     .await;
 
     receiver.wait_for(1).await;
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(
         receiver.deliveries().len(),
         1,
@@ -342,7 +337,7 @@ async fn rest_hook_retries_until_success() {
 
     server.clock.advance(chrono::Duration::days(1));
     server.services.wake_sender();
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(
         receiver.deliveries().len(),
         2,
@@ -385,7 +380,7 @@ async fn rest_hook_gives_up_after_max_attempts() {
     for _ in 0..3 {
         server.clock.advance(chrono::Duration::days(1));
         server.services.wake_sender();
-        let_sender_run().await;
+        common::let_sender_run().await;
     }
     assert_eq!(
         receiver.deliveries().len(),
@@ -414,7 +409,7 @@ async fn non_admin_subscriptions_are_not_delivered() {
     )
     .await;
 
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert_eq!(
         receiver.deliveries().len(),
         0,
@@ -620,7 +615,7 @@ async fn invite_without_email_delivers_secret() {
     assert_eq!(request["type"], "invite");
     check_custom_email_secret(&server, &request).await;
 
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert!(
         common::queued_emails(&server).await.is_empty(),
         "an email was queued"
@@ -648,7 +643,7 @@ async fn reset_without_email_delivers_secret() {
     assert_eq!(request["type"], "reset");
     check_custom_email_secret(&server, &request).await;
 
-    let_sender_run().await;
+    common::let_sender_run().await;
     assert!(
         common::queued_emails(&server).await.is_empty(),
         "an email was queued"

@@ -520,3 +520,9 @@ pub async fn seed(server: &TestServer, project_id: &str, resource: Value) -> Val
         .unwrap();
     resource
 }
+
+/// Waits long enough for the outbox sender to make an attempt that a test cannot observe
+/// directly. Generous, because CI runs many test servers at once on two cores.
+pub async fn let_sender_run() {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+}
