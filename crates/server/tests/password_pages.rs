@@ -11,8 +11,8 @@ use serde_json::json;
 
 const NEW_PASSWORD: &str = "copper-Willow-18-harbor";
 
-/// Invites a new practitioner through the admin API and returns their email and the link
-/// from the queued invite email.
+/// Invites a new practitioner through the admin API and returns the link from the queued
+/// invite email.
 async fn invite_link(server: &TestServer, email: &str) -> String {
     let admin = server.create_member("padmin@example.com", true).await;
     let token = as_str(&server.member_tokens(&admin, "openid").await["access_token"]);

@@ -1,7 +1,7 @@
 //! The pages behind the links medgate sends by email: `/setpassword/{id}/{secret}` (invites
-//! and password resets) and `/verifyemail/{id}/{secret}`. In Medplum its web app serves them;
-//! medgate renders them itself and calls the services behind `POST /auth/setpassword` and
-//! `POST /auth/verifyemail`.
+//! and password resets) and `/verifyemail/{id}/{secret}`. Medplum's web app serves these
+//! pages. medgate renders them itself and calls the services behind `POST /auth/setpassword`
+//! and `POST /auth/verifyemail`.
 //!
 //! GET only renders a form, because mail scanners prefetch links and must not use them up.
 //! The forms have no `action` attribute, so the browser posts to the page's own URL (HTML
@@ -37,8 +37,8 @@ fn private_page(status: StatusCode, page: Html<String>) -> Response {
 }
 
 /// Renders a failed link as an error page: the service's message for a rejected link
-/// (`Expired`, `Already used`, `Incorrect secret`, …) with 400, `Not found` with 404, and the
-/// shared page error mapping for everything else.
+/// (`Expired`, `Already used`, `Incorrect secret`, …) with 400, an unknown request with 404,
+/// and the shared page error mapping for everything else.
 fn link_error(title: &str, error: ServiceError) -> Response {
     match error {
         ServiceError::Invalid { message, .. } => {
@@ -79,6 +79,9 @@ pub struct SetPasswordForm {
     confirm_password: Secret<String>,
 }
 
+// TODO: count the form posts in the per-client `/auth` rate limit, which only matches paths
+// under `/auth/` and `/oauth2/`. The limit slows down guessing a link's secret, and the
+// secrets medgate issues are random 256-bit values, too many to guess either way.
 pub async fn set_password(
     State(state): State<AppState>,
     Path((id, secret)): Path<(String, String)>,
