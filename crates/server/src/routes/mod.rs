@@ -4,11 +4,13 @@ mod admin;
 mod admin_mfa;
 mod admin_passwords;
 mod auth;
+mod email_links;
 mod fhir;
 mod oauth2;
 mod wellknown;
 
 use axum::Router;
+use axum::routing::get;
 
 use crate::AppState;
 
@@ -21,4 +23,12 @@ pub fn routes() -> Router<AppState> {
         .merge(fhir::routes())
         .merge(admin_mfa::routes())
         .merge(admin_passwords::routes())
+        .route(
+            "/setpassword/{id}/{secret}",
+            get(email_links::set_password_page).post(email_links::set_password),
+        )
+        .route(
+            "/verifyemail/{id}/{secret}",
+            get(email_links::verify_email_page).post(email_links::verify_email),
+        )
 }
