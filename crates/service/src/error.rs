@@ -59,9 +59,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("precondition failed")]
     PreconditionFailed,
-    /// Too many requests or attempts. With `retry_after_seconds` the caller may retry after
-    /// that long (the HTTP `Retry-After` value of RFC 9110 §10.2.3); without, not at all
-    /// with the same login, such as after the MFA codes allowed per login.
+    /// Too many requests or attempts. With `retry_after_seconds`, the caller may retry after
+    /// that long (the HTTP `Retry-After` value of RFC 9110 §10.2.3). Without it, the same
+    /// login may not retry at all, as after the MFA codes allowed per login.
     #[error("{message}")]
     TooManyRequests {
         message: String,

@@ -174,7 +174,7 @@ impl Services {
     }
 
     /// Authenticates a bearer token. The caller built from its Login is cached until a write
-    /// changes what it was built from (see `session_cache`); requests on behalf of someone
+    /// changes what it was built from (see `session_cache`). Requests on behalf of someone
     /// else are built afresh each time.
     async fn bearer_context(
         &self,

@@ -84,10 +84,10 @@ impl std::fmt::Debug for NotificationFields {
 pub struct OutboxMessage {
     /// A unique id; time-ordered ids (UUIDv7) keep the table's index append-only.
     pub id: String,
-    /// Which sender handles the row, such as `email`.
+    /// The sender that handles the row, such as `email`.
     pub kind: String,
-    /// What the sender needs, as JSON. It may hold a secret link, which is why a row is
-    /// removed once it has been delivered.
+    /// The sender's input, as JSON. It may contain a secret link, so a row is removed once it
+    /// has been delivered.
     pub payload: Value,
     /// How many times the row has been claimed, this claim included.
     pub attempts: u32,

@@ -92,10 +92,10 @@ pub(crate) const RETRY_OUTBOX: &str =
 pub(crate) const ABANDON_OUTBOX: &str =
     "UPDATE outbox SET abandoned = TRUE, payload = '{}', last_error = $2 WHERE id = $1";
 
-/// How many changes a slow subscriber may fall behind before it is told it missed some.
+/// Maximum number of changes a slow subscriber may fall behind before it receives a lag error.
 pub(crate) const CHANGE_CAPACITY: usize = 4096;
 
-/// The resources a batch changes, as `Type/id`.
+/// Lists the resources a batch changes, as `(resource type, id)` pairs.
 pub(crate) fn changed_keys(batch: &[crate::WriteOp]) -> Vec<(String, String)> {
     batch
         .iter()

@@ -389,7 +389,7 @@ macro_rules! impl_store {
                 self.announce_to_others(&mut tx, &changed).await?;
                 tx.commit().await?;
                 for (resource_type, id) in changed {
-                    // Sending fails only when nobody listens, which is fine.
+                    // Sending fails only when no subscriber exists, and then nothing needs the change.
                     let _ = self.changes.send(Change::Resource { resource_type, id });
                 }
                 Ok(())

@@ -65,10 +65,10 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Nothing to do: the embedded database serves one server process, which hears its own
+    /// Does nothing: the embedded database serves one server process, which receives its own
     /// writes through `changes`.
-    // NOTE: a second process opening the same file (as `medgate migrate` does) is not told of
-    // this one's writes, so only one server process may use an SQLite database.
+    // NOTE: a second process opening the same file (as `medgate migrate` does) does not
+    // receive this one's writes, so only one server process may use an SQLite database.
     async fn announce_to_others(
         &self,
         _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,

@@ -211,8 +211,8 @@ impl Services {
                 Ok(updated) => {
                     // The account's lock counts MFA codes too, across all of the user's
                     // logins, so signing in again does not buy more guesses. The first code
-                    // of a sign-in uses the attempt its password step kept counted (see
-                    // `password_login`); the versioned write above gives each request its
+                    // of a sign-in uses the attempt that its password step kept counted (see
+                    // `password_login`). The versioned write above gives each request its
                     // own `used`, so only one request can be that first code.
                     if used > 0 || !login_needs_mfa_check(&updated) {
                         self.reserve_sign_in_attempt(&updated.user).await?;
@@ -294,7 +294,7 @@ impl Services {
     }
 }
 
-/// The answer once a login used up its MFA codes: the user must enter the password again.
+/// Builds the error for a login that used up its MFA codes: the user must sign in again.
 fn too_many_mfa_attempts() -> ServiceError {
     ServiceError::TooManyRequests {
         message: "Too many attempts; please sign in again later".to_string(),

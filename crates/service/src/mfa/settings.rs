@@ -28,8 +28,8 @@ pub struct MfaStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// The `otpauth://` URI with the TOTP secret, only while TOTP is not enrolled. Medplum
-    /// returns it always, so anyone holding an access token could copy an enrolled
-    /// authenticator; the field is optional for clients, which show it only to enroll.
+    /// returns it always, so anyone with an access token could copy an enrolled
+    /// authenticator. Clients treat the field as optional and show it only to enroll.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enroll_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
